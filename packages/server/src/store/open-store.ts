@@ -1,0 +1,93 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import SQLite from 'better-sqlite3';
+import { CompiledQuery, Kysely, PostgresDialect, SqliteDialect, SqliteDriver, type DatabaseConnection } from 'kysely';
+import pg from 'pg';
+import { KyselyStore } from './kysely-store.js';
+import type { Database } from './schema.js';
+
+export interface SqliteOptions {
+  /** Path of the database file, or ':memory:'. */
+  file: string;
+}
+
+export interface PostgresOptions {
+  url: string;
+  /** Schema to use (created when missing); tests give each run its own. */
+  schema?: string;
+  poolSize?: number;
+}
+
+/**
+ * SQLite's default BEGIN takes the write lock lazily, so two processes can both read and then fail
+ * to upgrade (SQLITE_BUSY, which busy_timeout does not retry). BEGIN IMMEDIATE queues writers instead.
+ */
+class ImmediateSqliteDriver extends SqliteDriver {
+  override async beginTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+  }
+}
+
+class ImmediateSqliteDialect extends SqliteDialect {
+  constructor(private readonly cfg: ConstructorParameters<typeof SqliteDialect>[0]) {
+    super(cfg);
+  }
+  override createDriver() {
+    return new ImmediateSqliteDriver(this.cfg);
+  }
+}
+
+export function openSqlite(opts: SqliteOptions): KyselyStore {
+  if (opts.file !== ':memory:') mkdirSync(dirname(opts.file), { recursive: true });
+  const database = new SQLite(opts.file);
+  database.pragma('journal_mode = WAL');
+  database.pragma('synchronous = NORMAL');
+  database.pragma('busy_timeout = 5000');
+  database.pragma('foreign_keys = ON');
+  const db = new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database }) });
+  return new KyselyStore(db, 'sqlite', db);
+}
+
+const SCHEMA_RE = /^[a-z_][a-z0-9_]{0,62}$/;
+
+export async function openPostgres(opts: PostgresOptions): Promise<KyselyStore> {
+  if (opts.schema !== undefined && !SCHEMA_RE.test(opts.schema)) throw new Error(`invalid schema name ${opts.schema}`);
+  const types = {
+    // BIGINT (epoch ms) and COUNT come back as strings by default; every value we store fits a double.
+    getTypeParser: (oid: number, format?: 'text' | 'binary') =>
+      oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text'),
+  };
+  if (opts.schema) {
+    const admin = new pg.Client({ connectionString: opts.url });
+    await admin.connect();
+    try {
+      await admin.query(`create schema if not exists "${opts.schema}"`);
+    } finally {
+      await admin.end();
+    }
+  }
+  const pool = new pg.Pool({
+    connectionString: opts.url,
+    max: opts.poolSize ?? 10,
+    types,
+    ...(opts.schema ? { options: `-c search_path=${opts.schema}` } : {}),
+  });
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  return new KyselyStore(db, 'postgres', db);
+}
+
+/**
+ * Picks the backend: a postgres:// URL selects PostgreSQL (a `schema` query parameter selects the
+ * schema); otherwise SQLite in the given file.
+ */
+export async function openStore(opts: { databaseUrl?: string | undefined; sqliteFile: string }): Promise<KyselyStore> {
+  const url = opts.databaseUrl;
+  if (url && /^postgres(ql)?:\/\//i.test(url)) {
+    const parsed = new URL(url);
+    const schema = parsed.searchParams.get('schema');
+    parsed.searchParams.delete('schema');
+    return openPostgres({ url: parsed.toString(), ...(schema ? { schema } : {}) });
+  }
+  if (url) throw new Error(`HANDOFF_DATABASE_URL must be a postgres:// URL (got a ${url.split(':')[0]}: URL)`);
+  return openSqlite({ file: opts.sqliteFile });
+}

@@ -1,0 +1,77 @@
+import type {
+  Agent,
+  CallCenter,
+  Channel,
+  Flow,
+  Org,
+  OrgKey,
+  PoolNumberState,
+  PoolSummary,
+  VoiceCall,
+  VoiceCallPatch,
+} from './types.js';
+
+export type Dialect = 'sqlite' | 'postgres';
+
+export type OrgInput = Omit<Org, 'createdAt' | 'updatedAt'>;
+export type OrgKeyInput = Omit<OrgKey, 'createdAt' | 'revokedAt'>;
+export type CallCenterInput = Omit<CallCenter, 'createdAt'>;
+export type ChannelInput = Omit<Channel, 'createdAt' | 'updatedAt'>;
+export type FlowInput = Omit<Flow, 'updatedAt'>;
+export type AgentInput = Omit<Agent, 'createdAt' | 'updatedAt'>;
+export type VoiceCallInput = Omit<VoiceCall, 'createdAt' | 'updatedAt'>;
+
+/**
+ * The one storage interface the services depend on. Upserts are no-ops when nothing differs (so
+ * re-provisioning the same file changes nothing) and report whether they wrote.
+ */
+export interface Store {
+  readonly dialect: Dialect;
+  migrate(): Promise<string[]>;
+  close(): Promise<void>;
+  ping(): Promise<void>;
+  /** Runs fn in one database transaction; fn gets a Store bound to it. Nested calls reuse it. */
+  transaction<T>(fn: (tx: Store) => Promise<T>): Promise<T>;
+
+  upsertOrg(org: OrgInput, now: number): Promise<boolean>;
+  getOrg(id: string): Promise<Org | null>;
+  listOrgs(): Promise<Org[]>;
+
+  upsertKey(key: OrgKeyInput, now: number): Promise<boolean>;
+  listKeys(orgId: string): Promise<OrgKey[]>;
+  getKey(id: string): Promise<OrgKey | null>;
+  revokeKey(id: string, now: number): Promise<boolean>;
+
+  upsertCallCenter(cc: CallCenterInput, now: number): Promise<boolean>;
+  getCallCenter(orgId: string, apiName: string): Promise<CallCenter | null>;
+  listCallCenters(orgId: string): Promise<CallCenter[]>;
+
+  upsertChannel(ch: ChannelInput, now: number): Promise<boolean>;
+  getChannel(orgId: string, devName: string): Promise<Channel | null>;
+  getChannelByNumber(number: string): Promise<Channel | null>;
+  listChannels(orgId: string): Promise<Channel[]>;
+
+  upsertFlow(flow: FlowInput, now: number): Promise<boolean>;
+  getFlow(orgId: string, name: string): Promise<Flow | null>;
+
+  upsertAgent(agent: AgentInput, now: number): Promise<boolean>;
+  getAgent(name: string): Promise<Agent | null>;
+  listAgents(): Promise<Agent[]>;
+
+  ensurePool(country: string, now: number): Promise<boolean>;
+  /** Adds numbers to a pool (created when missing); returns how many were new. */
+  addPoolNumbers(country: string, numbers: string[], now: number): Promise<number>;
+  setPoolNumberState(number: string, state: PoolNumberState): Promise<boolean>;
+  listPools(): Promise<PoolSummary[]>;
+
+  /** Inserts a VoiceCall; when the org already has one with the same vendorCallKey, returns that instead. */
+  insertVoiceCall(call: VoiceCallInput, now: number): Promise<{ created: boolean; call: VoiceCall }>;
+  getVoiceCall(orgId: string, id: string): Promise<VoiceCall | null>;
+  getVoiceCallByVendorKey(orgId: string, vendorCallKey: string): Promise<VoiceCall | null>;
+  updateVoiceCall(orgId: string, id: string, patch: VoiceCallPatch, now: number): Promise<VoiceCall | null>;
+  listChildCalls(orgId: string, parentId: string): Promise<VoiceCall[]>;
+
+  /** Records a token's jti until expiresAt; false when it is already recorded and not yet expired. */
+  claimJti(orgId: string, jti: string, expiresAt: number, now: number): Promise<boolean>;
+  purgeExpiredJtis(now: number): Promise<number>;
+}

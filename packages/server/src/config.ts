@@ -1,0 +1,271 @@
+import { readFileSync } from 'node:fs';
+import { dirname, extname, isAbsolute, resolve } from 'node:path';
+import { Type, type Static, type TSchema } from 'typebox';
+import { Value } from 'typebox/value';
+import YAML from 'yaml';
+import { FlowDefinition } from './domain/flow.js';
+
+/** Process settings, all from the environment (see README "Configuration"). */
+export interface Settings {
+  dataDir: string;
+  httpHost: string;
+  httpPort: number;
+  sipHost: string;
+  sipPort: number;
+  databaseUrl: string | undefined;
+  configFile: string | undefined;
+  logLevel: string;
+  /** Audiences a token's `aud` may name; a token with `aud` is refused when this is empty. */
+  acceptedAudiences: string[];
+  /** Largest request body in bytes. */
+  bodyLimit: number;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+function port(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined || value === '') return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new ConfigError(`${name} must be a port number 0-65535 (got "${value}")`);
+  return n;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
+  const logLevel = env.HANDOFF_LOG_LEVEL || 'info';
+  if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError(`HANDOFF_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')} (got "${logLevel}")`);
+  const bodyLimit = env.HANDOFF_BODY_LIMIT ? Number(env.HANDOFF_BODY_LIMIT) : 64 * 1024;
+  if (!Number.isInteger(bodyLimit) || bodyLimit < 1024) throw new ConfigError('HANDOFF_BODY_LIMIT must be an integer >= 1024');
+  return {
+    dataDir: resolve(env.HANDOFF_DATA_DIR || './data'),
+    httpHost: env.HANDOFF_HTTP_HOST || '127.0.0.1',
+    httpPort: port('HANDOFF_HTTP_PORT', env.HANDOFF_HTTP_PORT, 8080),
+    sipHost: env.HANDOFF_SIP_HOST || '127.0.0.1',
+    sipPort: port('HANDOFF_SIP_PORT', env.HANDOFF_SIP_PORT, 5060),
+    databaseUrl: env.HANDOFF_DATABASE_URL || undefined,
+    configFile: env.HANDOFF_CONFIG || undefined,
+    logLevel,
+    acceptedAudiences: (env.HANDOFF_ACCEPTED_AUDIENCES ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+    bodyLimit,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Provisioning file (YAML or JSON): orgs with keys, call centers, flows, channels; pools; agents.
+
+const E164 = Type.String({ pattern: '^\\+[1-9]\\d{1,14}$' });
+const Name = Type.String({ pattern: '^[A-Za-z0-9_]+$', maxLength: 80 });
+
+const KeyConfig = Type.Object(
+  {
+    id: Type.String({ pattern: '^[A-Za-z0-9_.:-]+$', maxLength: 128 }),
+    kid: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+    publicKey: Type.Optional(Type.String({ minLength: 1 })),
+    publicKeyFile: Type.Optional(Type.String({ minLength: 1 })),
+    certificate: Type.Optional(Type.String({ minLength: 1 })),
+    certificateFile: Type.Optional(Type.String({ minLength: 1 })),
+    expiresAt: Type.Optional(Type.String({ format: 'date-time' })),
+  },
+  { additionalProperties: false },
+);
+
+const OrgConfig = Type.Object(
+  {
+    id: Type.String({ pattern: '^00D[A-Za-z0-9]{12}([A-Za-z0-9]{3})?$' }),
+    name: Type.String({ minLength: 1, maxLength: 255 }),
+    domain: Type.String({ minLength: 1, maxLength: 253 }),
+    features: Type.Optional(Type.Object({ numberPool: Type.Optional(Type.Boolean()) }, { additionalProperties: false })),
+    quotas: Type.Optional(
+      Type.Object(
+        {
+          maxLiveLeases: Type.Optional(Type.Integer({ minimum: 1 })),
+          requestsPerSecond: Type.Optional(Type.Integer({ minimum: 1 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    keys: Type.Optional(Type.Array(KeyConfig)),
+    callCenters: Type.Optional(
+      Type.Array(Type.Object({ apiName: Name, name: Type.Optional(Type.String({ maxLength: 255 })) }, { additionalProperties: false })),
+    ),
+    flows: Type.Optional(
+      Type.Array(
+        Type.Object(
+          { name: Name, rules: FlowDefinition.properties.rules, fallback: FlowDefinition.properties.fallback },
+          { additionalProperties: false },
+        ),
+      ),
+    ),
+    channels: Type.Optional(
+      Type.Array(
+        Type.Object(
+          { devName: Name, number: E164, callCenter: Type.Optional(Name), flow: Type.Optional(Name) },
+          { additionalProperties: false },
+        ),
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+const PoolConfig = Type.Object(
+  {
+    country: Type.String({ pattern: '^[A-Z]{2}$' }),
+    numbers: Type.Optional(Type.Array(E164)),
+    ranges: Type.Optional(Type.Array(Type.Object({ from: E164, to: E164 }, { additionalProperties: false }))),
+  },
+  { additionalProperties: false },
+);
+
+const AgentConfig = Type.Object(
+  {
+    name: Type.String({ pattern: '^[A-Za-z0-9_.-]+$', maxLength: 128 }),
+    sipUri: Type.String({ pattern: '^sips?:[^\\s]+$', maxLength: 512 }),
+    webhookUrl: Type.Optional(Type.String({ pattern: '^https?://[^\\s]+$', maxLength: 2048 })),
+    maxConcurrentCalls: Type.Optional(Type.Integer({ minimum: 1, maximum: 100000 })),
+    org: Type.Optional(Type.String({ pattern: '^00D[A-Za-z0-9]{12}([A-Za-z0-9]{3})?$' })),
+  },
+  { additionalProperties: false },
+);
+
+export const ProvisioningSchema = Type.Object(
+  {
+    orgs: Type.Optional(Type.Array(OrgConfig)),
+    pools: Type.Optional(Type.Array(PoolConfig)),
+    agents: Type.Optional(Type.Array(AgentConfig)),
+  },
+  { additionalProperties: false },
+);
+
+export type Provisioning = Static<typeof ProvisioningSchema>;
+export type OrgProvisioning = Static<typeof OrgConfig>;
+export type KeyProvisioning = Static<typeof KeyConfig>;
+
+/** The first few schema errors as "path: message" lines, with the offending field path. */
+export function schemaErrors(schema: TSchema, value: unknown, max = 10): string[] {
+  const out: string[] = [];
+  for (const e of Value.Errors(schema, value)) {
+    if (e.keyword === 'boolean') continue; // duplicates the additionalProperties entry
+    let path = e.instancePath || '/';
+    let message = e.message;
+    if (e.keyword === 'additionalProperties') {
+      const extra = (e.params as { additionalProperties?: string[] }).additionalProperties ?? [];
+      message = `unknown field(s): ${extra.join(', ')}`;
+    }
+    if (e.keyword === 'required') {
+      const missing = (e.params as { requiredProperties?: string[] }).requiredProperties ?? [];
+      message = `missing required field(s): ${missing.join(', ')}`;
+    }
+    path = path.replace(/^\//, '').replace(/\//g, '.') || '(root)';
+    out.push(`${path}: ${message}`);
+    if (out.length >= max) break;
+  }
+  return out;
+}
+
+/**
+ * Reads and validates a provisioning file. Key files named in it are resolved relative to the
+ * file and inlined, so the result is self-contained. Throws ConfigError naming file, field and fault.
+ */
+export function loadProvisioningFile(file: string): Provisioning {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ConfigError(`${file}: cannot read: ${(e as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = extname(file).toLowerCase() === '.json' ? JSON.parse(text) : YAML.parse(text, { uniqueKeys: true });
+  } catch (e) {
+    throw new ConfigError(`${file}: not valid ${extname(file).toLowerCase() === '.json' ? 'JSON' : 'YAML'}: ${(e as Error).message}`);
+  }
+  if (doc === null || doc === undefined) doc = {};
+  return validateProvisioning(doc, file, dirname(file));
+}
+
+export function validateProvisioning(doc: unknown, source: string, baseDir: string): Provisioning {
+  const errors = schemaErrors(ProvisioningSchema, doc);
+  if (errors.length) throw new ConfigError(`${source}: ${errors.join('; ')}`);
+  const p = doc as Provisioning;
+  const fail = (path: string, msg: string): never => {
+    throw new ConfigError(`${source}: ${path}: ${msg}`);
+  };
+  const agentNames = new Set((p.agents ?? []).map((a) => a.name));
+  const seen = { orgs: new Set<string>(), domains: new Set<string>(), numbers: new Set<string>(), keys: new Set<string>() };
+  (p.orgs ?? []).forEach((org, i) => {
+    const at = `orgs.${i}`;
+    const id15 = org.id.slice(0, 15);
+    if (seen.orgs.has(id15)) fail(`${at}.id`, `duplicate org ${id15}`);
+    seen.orgs.add(id15);
+    const ccs = new Set<string>();
+    (org.callCenters ?? []).forEach((cc, j) => {
+      if (ccs.has(cc.apiName)) fail(`${at}.callCenters.${j}.apiName`, `duplicate call center ${cc.apiName}`);
+      ccs.add(cc.apiName);
+    });
+    const flows = new Set<string>();
+    (org.flows ?? []).forEach((f, j) => {
+      if (flows.has(f.name)) fail(`${at}.flows.${j}.name`, `duplicate flow ${f.name}`);
+      flows.add(f.name);
+      const refs = [...f.rules.map((r, k) => [`rules.${k}.agent`, r.agent] as const), ['fallback.agent', f.fallback.agent] as const];
+      for (const [path, agent] of refs) {
+        if (agent !== undefined && !agentNames.has(agent)) fail(`${at}.flows.${j}.${path}`, `unknown agent ${agent} (define it under agents)`);
+      }
+    });
+    const channelNames = new Set<string>();
+    (org.channels ?? []).forEach((ch, j) => {
+      if (channelNames.has(ch.devName)) fail(`${at}.channels.${j}.devName`, `duplicate channel ${ch.devName}`);
+      channelNames.add(ch.devName);
+      if (seen.numbers.has(ch.number)) fail(`${at}.channels.${j}.number`, `number ${ch.number} is already used by another channel`);
+      seen.numbers.add(ch.number);
+      if (ch.callCenter !== undefined && !ccs.has(ch.callCenter)) fail(`${at}.channels.${j}.callCenter`, `unknown call center ${ch.callCenter}`);
+      if (ch.flow !== undefined && !flows.has(ch.flow)) fail(`${at}.channels.${j}.flow`, `unknown flow ${ch.flow}`);
+    });
+    (org.keys ?? []).forEach((k, j) => {
+      if (seen.keys.has(k.id)) fail(`${at}.keys.${j}.id`, `duplicate key id ${k.id}`);
+      seen.keys.add(k.id);
+      const sources = [k.publicKey, k.publicKeyFile, k.certificate, k.certificateFile].filter((v) => v !== undefined);
+      if (sources.length !== 1) fail(`${at}.keys.${j}`, 'give exactly one of publicKey, publicKeyFile, certificate, certificateFile');
+      const file = k.publicKeyFile ?? k.certificateFile;
+      if (file !== undefined) {
+        const path = isAbsolute(file) ? file : resolve(baseDir, file);
+        try {
+          const pem = readFileSync(path, 'utf8');
+          if (k.publicKeyFile !== undefined) k.publicKey = pem;
+          else k.certificate = pem;
+        } catch (e) {
+          fail(`${at}.keys.${j}`, `cannot read ${path}: ${(e as Error).message}`);
+        }
+        delete k.publicKeyFile;
+        delete k.certificateFile;
+      }
+    });
+  });
+  const countries = new Set<string>();
+  (p.pools ?? []).forEach((pool, i) => {
+    if (countries.has(pool.country)) fail(`pools.${i}.country`, `duplicate pool ${pool.country}`);
+    countries.add(pool.country);
+    (pool.ranges ?? []).forEach((r, j) => {
+      const size = BigInt(r.to) - BigInt(r.from);
+      if (r.from.length !== r.to.length || size < 0n) fail(`pools.${i}.ranges.${j}`, 'from and to must have the same length and from <= to');
+      if (size >= 1_000_000n) fail(`pools.${i}.ranges.${j}`, 'a range may hold at most 1,000,000 numbers');
+    });
+  });
+  (p.agents ?? []).forEach((a, i) => {
+    if ((p.agents ?? []).findIndex((b) => b.name === a.name) !== i) fail(`agents.${i}.name`, `duplicate agent ${a.name}`);
+  });
+  return p;
+}
+
+/** Expands a pool's numbers and ranges into one list of E.164 numbers. */
+export function expandPoolNumbers(pool: Static<typeof PoolConfig>): string[] {
+  const out = [...(pool.numbers ?? [])];
+  for (const r of pool.ranges ?? []) {
+    const width = r.to.length - 1;
+    for (let n = BigInt(r.from.slice(1)); n <= BigInt(r.to.slice(1)); n++) out.push('+' + n.toString().padStart(width, '0'));
+  }
+  return out;
+}

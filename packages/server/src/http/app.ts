@@ -1,0 +1,108 @@
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import swagger from '@fastify/swagger';
+import type { Logger } from 'pino';
+import type { Services } from '../services/index.js';
+import type { VerifiedToken } from '../domain/token.js';
+import { isHandoffError } from '../domain/errors.js';
+import { parseXmlBody } from './body-codec.js';
+import type { Metrics } from './metrics.js';
+import { errorBody, negotiate, send, sendError } from './reply.js';
+import voiceCallRoutes from './routes/voice-calls.js';
+import opsRoutes from './routes/ops.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The verified partner token; set by the /telephony/v1 auth hook. */
+    auth: VerifiedToken;
+  }
+}
+
+export interface AppOptions {
+  services: Services;
+  metrics: Metrics;
+  logger: Logger | false;
+  bodyLimit: number;
+  /** Answers /readyz; false while starting or draining. */
+  isReady: () => boolean;
+}
+
+/**
+ * The Fastify application: content types, auth, errors, routes. It opens no port and no database;
+ * the composition root (server.ts) does, so tests can drive the same app with inject().
+ */
+export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
+  const { services, metrics } = opts;
+  const app = Fastify({
+    loggerInstance: opts.logger === false ? undefined : (opts.logger as FastifyServerOptions['loggerInstance']),
+    logger: opts.logger === false ? false : undefined,
+    bodyLimit: opts.bodyLimit,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    requestIdHeader: false,
+    ajv: { customOptions: { coerceTypes: 'array', removeAdditional: false, useDefaults: true, allErrors: false } },
+  } as FastifyServerOptions);
+
+  app.decorateRequest('responseFormat', 'json');
+  app.decorateRequest('auth', null as unknown as VerifiedToken);
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Handoff telephony integration API',
+        version: '1.0.0',
+        description: 'Wire-compatible /telephony/v1 API: VoiceCalls, routable-number reservations, hand-off.',
+      },
+      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
+      security: [{ bearerAuth: [] }],
+    },
+  });
+
+  // Only the API's two formats: Fastify's built-in text/plain parser would let any text reach validation.
+  app.removeContentTypeParser('text/plain');
+  // XML bodies: no DOCTYPE, no entities, bounded depth (see body-codec.ts).
+  const xmlParser = (_req: unknown, body: string | Buffer, done: (err: Error | null, body?: unknown) => void) => {
+    try {
+      done(null, parseXmlBody(body.toString()));
+    } catch (e) {
+      done(e as Error, undefined);
+    }
+  };
+  app.addContentTypeParser(['application/xml', 'text/xml'], { parseAs: 'string' }, xmlParser);
+  app.addContentTypeParser(/^application\/[\w.+-]+\+xml$/, { parseAs: 'string' }, xmlParser);
+  app.addContentTypeParser(/^application\/[\w.+-]+\+json$/, { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'));
+
+  app.addHook('onRequest', async (request) => {
+    negotiate(request);
+  });
+
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    metrics.httpRequests.inc({ method: request.method, route, status: String(reply.statusCode) });
+    metrics.httpDuration.observe({ method: request.method, route }, reply.elapsedTime / 1000);
+  });
+
+  app.setErrorHandler((err: Error, request, reply) => {
+    if (isHandoffError(err) && err.code === 'INVALID_TOKEN') metrics.authFailures.inc({ reason: String(err.details?.['reason'] ?? 'unknown') });
+    return sendError(request, reply, err);
+  });
+
+  app.setNotFoundHandler((request, reply) => send(request, reply, 404, errorBody('NOT_FOUND', `No route ${request.method} ${request.url.split('?')[0]}`)));
+
+  await app.register(opsRoutes, { services, metrics, isReady: opts.isReady });
+
+  await app.register(
+    async (api) => {
+      // Authentication runs before the body is read: a bad token costs no parsing.
+      api.addHook('onRequest', async (request) => {
+        request.auth = await services.auth.authenticate(request.headers.authorization);
+        request.log = request.log.child({ orgId: request.auth.orgId });
+        await services.auth.checkRate(request.auth.orgId);
+      });
+      await api.register(voiceCallRoutes, { services });
+    },
+    { prefix: '/telephony/v1' },
+  );
+
+  return app;
+}

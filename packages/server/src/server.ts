@@ -1,0 +1,117 @@
+import type { FastifyInstance } from 'fastify';
+import { pino, type Logger } from 'pino';
+import { loadProvisioningFile, type Settings } from './config.js';
+import { systemClock, type Clock } from './domain/clock.js';
+import { buildApp } from './http/app.js';
+import { Metrics } from './http/metrics.js';
+import { createServices, type Services } from './services/index.js';
+import { applyProvisioning } from './services/provisioning.js';
+import { demoInfo, demoProvisioning, ensureDemoKeys, writeDemoInfo, type DemoInfo } from './services/demo.js';
+import { openStore } from './store/open-store.js';
+import type { Store } from './store/store.js';
+
+export interface RunningServer {
+  app: FastifyInstance;
+  store: Store;
+  services: Services;
+  settings: Settings;
+  logger: Logger;
+  httpUrl: string;
+  /** Set when the service provisioned the demo tenant (no HANDOFF_CONFIG). */
+  demo: DemoInfo | null;
+  close(): Promise<void>;
+}
+
+/** Secrets never reach the logs, whatever logs them. */
+const REDACT = ['req.headers.authorization', 'headers.authorization', 'authorization', 'token', 'privateKey', 'privateKeyPem'];
+
+export function createLogger(level: string): Logger {
+  return pino({ level, redact: { paths: REDACT, censor: '[redacted]' }, base: { service: 'handoff' } });
+}
+
+/**
+ * The composition root: opens the store, migrates, provisions (config file or demo tenant),
+ * builds the services and the HTTP app, and listens. close() drains requests, then the database.
+ */
+export async function startServer(settings: Settings, opts: { clock?: Clock; logger?: Logger } = {}): Promise<RunningServer> {
+  const clock = opts.clock ?? systemClock;
+  const logger = opts.logger ?? createLogger(settings.logLevel);
+  const store = await openStore({ databaseUrl: settings.databaseUrl, sqliteFile: `${settings.dataDir}/handoff.sqlite` });
+  let ready = false;
+  let app: FastifyInstance | undefined;
+  let sweeper: NodeJS.Timeout | undefined;
+  try {
+    const applied = await store.migrate();
+    logger.info({ backend: store.dialect, applied }, 'database ready');
+
+    const services = createServices(store, clock, { acceptedAudiences: settings.acceptedAudiences });
+    let demoKeys: Awaited<ReturnType<typeof ensureDemoKeys>> | null = null;
+    const provisioning = settings.configFile
+      ? loadProvisioningFile(settings.configFile)
+      : demoProvisioning((demoKeys = await ensureDemoKeys(settings.dataDir)).publicKeyPem, `sip:demo-agent@${settings.sipHost}:${settings.sipPort + 1}`);
+    const result = await applyProvisioning(store, provisioning, clock.now());
+    for (const orgId of result.touchedOrgs) services.auth.invalidateOrg(orgId);
+    logger.info({ source: settings.configFile ?? 'demo', changed: result.changed }, 'provisioning applied');
+
+    const metrics = new Metrics();
+    app = await buildApp({ services, metrics, logger, bodyLimit: settings.bodyLimit, isReady: () => ready });
+    await app.listen({ host: settings.httpHost, port: settings.httpPort });
+    const address = app.server.address();
+    const port = typeof address === 'object' && address ? address.port : settings.httpPort;
+    const host = settings.httpHost.includes(':') ? `[${settings.httpHost}]` : settings.httpHost;
+    const httpUrl = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
+
+    let demo: DemoInfo | null = null;
+    if (demoKeys) {
+      demo = demoInfo({ dataDir: settings.dataDir, httpUrl, sipHost: settings.sipHost, sipPort: settings.sipPort, ...demoKeys });
+      writeDemoInfo(settings.dataDir, demo);
+    }
+
+    sweeper = setInterval(() => {
+      store.purgeExpiredJtis(clock.now()).catch((err) => logger.warn({ err }, 'jti sweep failed'));
+    }, 60_000);
+    sweeper.unref();
+
+    ready = true;
+    logger.info({ httpUrl, backend: store.dialect }, 'handoff ready');
+    const running: RunningServer = {
+      app,
+      store,
+      services,
+      settings,
+      logger,
+      httpUrl,
+      demo,
+      close: async () => {
+        ready = false;
+        clearInterval(sweeper);
+        await app!.close();
+        await store.close();
+        logger.info('handoff stopped');
+      },
+    };
+    return running;
+  } catch (err) {
+    clearInterval(sweeper);
+    await app?.close().catch(() => {});
+    await store.close().catch(() => {});
+    throw err;
+  }
+}
+
+/** The plain-text "how to use the demo" banner printed at start. */
+export function demoBanner(demo: DemoInfo, dataDir: string): string {
+  return [
+    '',
+    'Handoff is running with a demo tenant.',
+    `  org ${demo.orgId} (${demo.domain}), call center ${demo.callCenterApiName}, channel ${demo.channelNumber}`,
+    `  pools: ${demo.countries.join(', ')}; key: ${demo.privateKeyPath}; details: ${dataDir}/demo.json`,
+    '',
+    'Try it:',
+    `  TOKEN=$(npx handoff token --private-key ${demo.privateKeyPath} --iss ${demo.orgId} --sub ${demo.callCenterApiName})`,
+    `  curl -s -X POST ${demo.httpUrl}/telephony/v1/voiceCalls -H "Authorization: Bearer $TOKEN" \\`,
+    `    -H 'Content-Type: application/json' \\`,
+    `    -d '{"vendorCallKey":"demo-1","to":"${demo.channelNumber}","from":"+14155551234","callCenterApiName":"${demo.callCenterApiName}","callAttributes":"{\\"Department__c\\":\\"Support\\"}"}'`,
+    '',
+  ].join('\n');
+}

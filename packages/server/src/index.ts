@@ -1,0 +1,7 @@
+/** Public entry of the service package: embed Handoff in another process or test harness. */
+export { startServer, createLogger, type RunningServer } from './server.js';
+export { loadSettings, loadProvisioningFile, ConfigError, type Settings, type Provisioning } from './config.js';
+export { HandoffError, ERROR_CODES, type ErrorCode } from './domain/errors.js';
+export { mintToken, generateKeyPair } from './domain/token-mint.js';
+export { TokenVerifier, describeKey, type VerifiedToken } from './domain/token.js';
+export { caseSafeSuffix, toId18, normalizeSfId } from './domain/ids.js';

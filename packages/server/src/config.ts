@@ -4,6 +4,7 @@ import { Type, type Static, type TSchema } from 'typebox';
 import { Value } from 'typebox/value';
 import YAML from 'yaml';
 import { FlowDefinition } from './domain/flow.js';
+import { expandRange } from './domain/number-list.js';
 
 /** Process settings, all from the environment (see README "Configuration"). */
 export interface Settings {
@@ -19,6 +20,12 @@ export interface Settings {
   acceptedAudiences: string[];
   /** Largest request body in bytes. */
   bodyLimit: number;
+  /** Lifetime of a number lease in seconds (at most 180). */
+  leaseTtlSeconds: number;
+  /** How long a (number, caller) pair stays held after its lease is consumed or expires. */
+  leaseCooldownSeconds: number;
+  /** Bearer secret of the operator endpoints (admin API, resolver); generated into the data dir when unset. */
+  operatorToken: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -39,6 +46,16 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError(`HANDOFF_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')} (got "${logLevel}")`);
   const bodyLimit = env.HANDOFF_BODY_LIMIT ? Number(env.HANDOFF_BODY_LIMIT) : 64 * 1024;
   if (!Number.isInteger(bodyLimit) || bodyLimit < 1024) throw new ConfigError('HANDOFF_BODY_LIMIT must be an integer >= 1024');
+  const leaseTtlSeconds = env.HANDOFF_LEASE_TTL_SECONDS ? Number(env.HANDOFF_LEASE_TTL_SECONDS) : 180;
+  if (!Number.isInteger(leaseTtlSeconds) || leaseTtlSeconds < 1 || leaseTtlSeconds > 180) {
+    throw new ConfigError('HANDOFF_LEASE_TTL_SECONDS must be an integer from 1 to 180');
+  }
+  const leaseCooldownSeconds = env.HANDOFF_LEASE_COOLDOWN_SECONDS ? Number(env.HANDOFF_LEASE_COOLDOWN_SECONDS) : 10;
+  if (!Number.isInteger(leaseCooldownSeconds) || leaseCooldownSeconds < 0 || leaseCooldownSeconds > 3600) {
+    throw new ConfigError('HANDOFF_LEASE_COOLDOWN_SECONDS must be an integer from 0 to 3600');
+  }
+  const operatorToken = env.HANDOFF_OPERATOR_TOKEN || undefined;
+  if (operatorToken !== undefined && operatorToken.length < 24) throw new ConfigError('HANDOFF_OPERATOR_TOKEN must be at least 24 characters');
   return {
     dataDir: resolve(env.HANDOFF_DATA_DIR || './data'),
     httpHost: env.HANDOFF_HTTP_HOST || '127.0.0.1',
@@ -50,6 +67,9 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     logLevel,
     acceptedAudiences: (env.HANDOFF_ACCEPTED_AUDIENCES ?? '').split(',').map((s) => s.trim()).filter(Boolean),
     bodyLimit,
+    leaseTtlSeconds,
+    leaseCooldownSeconds,
+    operatorToken,
   };
 }
 
@@ -262,10 +282,5 @@ export function validateProvisioning(doc: unknown, source: string, baseDir: stri
 
 /** Expands a pool's numbers and ranges into one list of E.164 numbers. */
 export function expandPoolNumbers(pool: Static<typeof PoolConfig>): string[] {
-  const out = [...(pool.numbers ?? [])];
-  for (const r of pool.ranges ?? []) {
-    const width = r.to.length - 1;
-    for (let n = BigInt(r.from.slice(1)); n <= BigInt(r.to.slice(1)); n++) out.push('+' + n.toString().padStart(width, '0'));
-  }
-  return out;
+  return [...(pool.numbers ?? []), ...(pool.ranges ?? []).flatMap((r) => expandRange(r.from, r.to))];
 }

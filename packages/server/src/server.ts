@@ -1,9 +1,12 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { pino, type Logger } from 'pino';
 import { loadProvisioningFile, type Settings } from './config.js';
 import { systemClock, type Clock } from './domain/clock.js';
 import { buildApp } from './http/app.js';
-import { Metrics } from './http/metrics.js';
+import { Metrics } from './metrics.js';
 import { createServices, type Services } from './services/index.js';
 import { applyProvisioning } from './services/provisioning.js';
 import { demoInfo, demoProvisioning, ensureDemoKeys, writeDemoInfo, type DemoInfo } from './services/demo.js';
@@ -44,7 +47,13 @@ export async function startServer(settings: Settings, opts: { clock?: Clock; log
     const applied = await store.migrate();
     logger.info({ backend: store.dialect, applied }, 'database ready');
 
-    const services = createServices(store, clock, { acceptedAudiences: settings.acceptedAudiences });
+    const services = createServices(store, clock, {
+      acceptedAudiences: settings.acceptedAudiences,
+      metrics: new Metrics(),
+      leaseTtlSeconds: settings.leaseTtlSeconds,
+      leaseCooldownSeconds: settings.leaseCooldownSeconds,
+      operatorToken: settings.operatorToken ?? ensureOperatorToken(settings.dataDir),
+    });
     let demoKeys: Awaited<ReturnType<typeof ensureDemoKeys>> | null = null;
     const provisioning = settings.configFile
       ? loadProvisioningFile(settings.configFile)
@@ -53,8 +62,7 @@ export async function startServer(settings: Settings, opts: { clock?: Clock; log
     for (const orgId of result.touchedOrgs) services.auth.invalidateOrg(orgId);
     logger.info({ source: settings.configFile ?? 'demo', changed: result.changed }, 'provisioning applied');
 
-    const metrics = new Metrics();
-    app = await buildApp({ services, metrics, logger, bodyLimit: settings.bodyLimit, isReady: () => ready });
+    app = await buildApp({ services, logger, bodyLimit: settings.bodyLimit, isReady: () => ready });
     await app.listen({ host: settings.httpHost, port: settings.httpPort });
     const address = app.server.address();
     const port = typeof address === 'object' && address ? address.port : settings.httpPort;
@@ -67,8 +75,10 @@ export async function startServer(settings: Settings, opts: { clock?: Clock; log
       writeDemoInfo(settings.dataDir, demo);
     }
 
+    // Tidying only: expiry is decided on every read, never by this timer.
     sweeper = setInterval(() => {
       store.purgeExpiredJtis(clock.now()).catch((err) => logger.warn({ err }, 'jti sweep failed'));
+      services.leases.sweep().catch((err) => logger.warn({ err }, 'lease sweep failed'));
     }, 60_000);
     sweeper.unref();
 
@@ -97,6 +107,17 @@ export async function startServer(settings: Settings, opts: { clock?: Clock; log
     await store.close().catch(() => {});
     throw err;
   }
+}
+
+/**
+ * The operator secret when HANDOFF_OPERATOR_TOKEN is unset: generated once into the data dir (0600)
+ * and reused, so the CLI and scripts on this machine can read it.
+ */
+export function ensureOperatorToken(dataDir: string): string {
+  const path = join(dataDir, 'operator-token');
+  mkdirSync(dataDir, { recursive: true });
+  if (!existsSync(path)) writeFileSync(path, randomBytes(32).toString('base64url') + '\n', { mode: 0o600 });
+  return readFileSync(path, 'utf8').trim();
 }
 
 /** The plain-text "how to use the demo" banner printed at start. */

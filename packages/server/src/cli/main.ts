@@ -4,6 +4,7 @@ import { ConfigError, loadSettings } from '../config.js';
 import { isHandoffError } from '../domain/errors.js';
 import { mintToken } from '../domain/token-mint.js';
 import { demoBanner, startServer } from '../server.js';
+import { addAdminCommands } from './admin.js';
 
 function positiveInt(value: string): number {
   const n = Number(value);
@@ -66,6 +67,7 @@ export function buildProgram(): Command {
       process.stdout.write(token + '\n');
     });
 
+  addAdminCommands(program);
   return program;
 }
 

@@ -18,6 +18,7 @@ export const ERROR_CODES = {
   ORG_NOT_FOUND: { http: 404, sip: 404 },
   VOICE_CALL_NOT_FOUND: { http: 404, sip: 404 },
   CHANNEL_NOT_FOUND: { http: 404, sip: 404 },
+  LEASE_NOT_FOUND: { http: 404, sip: 404 },
   METHOD_NOT_ALLOWED: { http: 405, sip: 405 },
   NOT_ACCEPTABLE: { http: 406, sip: 406 },
   CONFLICT: { http: 409, sip: 409 },

@@ -5,10 +5,11 @@ import type { Services } from '../services/index.js';
 import type { VerifiedToken } from '../domain/token.js';
 import { isHandoffError } from '../domain/errors.js';
 import { parseXmlBody } from './body-codec.js';
-import type { Metrics } from './metrics.js';
 import { errorBody, negotiate, send, sendError } from './reply.js';
 import voiceCallRoutes from './routes/voice-calls.js';
+import reservationRoutes from './routes/reservations.js';
 import opsRoutes from './routes/ops.js';
+import operatorRoutes from './routes/operator.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -19,7 +20,6 @@ declare module 'fastify' {
 
 export interface AppOptions {
   services: Services;
-  metrics: Metrics;
   logger: Logger | false;
   bodyLimit: number;
   /** Answers /readyz; false while starting or draining. */
@@ -31,7 +31,8 @@ export interface AppOptions {
  * the composition root (server.ts) does, so tests can drive the same app with inject().
  */
 export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
-  const { services, metrics } = opts;
+  const { services } = opts;
+  const { metrics } = services;
   const app = Fastify({
     loggerInstance: opts.logger === false ? undefined : (opts.logger as FastifyServerOptions['loggerInstance']),
     logger: opts.logger === false ? false : undefined,
@@ -53,7 +54,12 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
         version: '1.0.0',
         description: 'Wire-compatible /telephony/v1 API: VoiceCalls, routable-number reservations, hand-off.',
       },
-      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
+      components: {
+        securitySchemes: {
+          bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'Partner JWT (RS256/ES256) signed with a key registered for the org' },
+          operatorAuth: { type: 'http', scheme: 'bearer', description: 'The operator secret (HANDOFF_OPERATOR_TOKEN or <dataDir>/operator-token)' },
+        },
+      },
       security: [{ bearerAuth: [] }],
     },
   });
@@ -89,7 +95,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
 
   app.setNotFoundHandler((request, reply) => send(request, reply, 404, errorBody('NOT_FOUND', `No route ${request.method} ${request.url.split('?')[0]}`)));
 
-  await app.register(opsRoutes, { services, metrics, isReady: opts.isReady });
+  await app.register(opsRoutes, { services, isReady: opts.isReady });
 
   await app.register(
     async (api) => {
@@ -100,9 +106,13 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
         await services.auth.checkRate(request.auth.orgId);
       });
       await api.register(voiceCallRoutes, { services });
+      await api.register(reservationRoutes, { services });
     },
     { prefix: '/telephony/v1' },
   );
+
+  const operator = services.operator;
+  if (operator) await app.register(operatorRoutes, { services, operator });
 
   return app;
 }

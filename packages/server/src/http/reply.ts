@@ -29,7 +29,7 @@ export function errorBody(code: ErrorCode, message: string, details?: Record<str
 }
 
 /** Fields of error details that are safe and useful to show the caller (others go to logs only). */
-const PUBLIC_DETAILS = new Set(['field', 'handle', 'supportedCountries']);
+const PUBLIC_DETAILS = new Set(['field', 'handle', 'supportedCountries', 'resolution']);
 
 /** Maps Fastify's own errors (body parsing, validation, limits) to stable Handoff errors. */
 export function toHandoffError(err: FastifyError | Error): HandoffError {

@@ -1,21 +1,54 @@
 import type { Clock } from '../domain/clock.js';
+import { Metrics } from '../metrics.js';
+import type { KyselyStore } from '../store/kysely-store.js';
+import { KyselyLeaseStore } from '../store/lease-store.js';
 import type { Store } from '../store/store.js';
 import { AuthService } from './auth.js';
+import { LeaseService } from './lease-service.js';
+import { OperatorAuth } from './operator-auth.js';
+import { PoolAdmin } from './pools.js';
+import { ReservationService } from './reservations.js';
 import { VoiceCallService } from './voice-calls.js';
+
+export interface ServiceOptions {
+  acceptedAudiences?: string[];
+  /** Lease lifetime in seconds (at most 180). */
+  leaseTtlSeconds?: number;
+  /** How long a (number, caller) pair stays held after consumption or expiry. */
+  leaseCooldownSeconds?: number;
+  metrics?: Metrics;
+  /** Bearer secret of the operator endpoints; without it they are not served. */
+  operatorToken?: string;
+}
 
 /** The services HTTP, SIP and the CLI share; built once by the composition root. */
 export interface Services {
   store: Store;
   clock: Clock;
+  metrics: Metrics;
   auth: AuthService;
   voiceCalls: VoiceCallService;
+  leases: LeaseService;
+  reservations: ReservationService;
+  pools: PoolAdmin;
+  operator: OperatorAuth | null;
 }
 
-export function createServices(store: Store, clock: Clock, opts: { acceptedAudiences?: string[] } = {}): Services {
+export function createServices(store: KyselyStore, clock: Clock, opts: ServiceOptions = {}): Services {
+  const leases = new LeaseService(new KyselyLeaseStore(store), {
+    clock,
+    ...(opts.leaseTtlSeconds !== undefined ? { ttlSeconds: opts.leaseTtlSeconds } : {}),
+    ...(opts.leaseCooldownSeconds !== undefined ? { cooldownSeconds: opts.leaseCooldownSeconds } : {}),
+  });
   return {
     store,
     clock,
+    metrics: opts.metrics ?? new Metrics(),
     auth: new AuthService(store, clock, opts),
     voiceCalls: new VoiceCallService(store, clock),
+    leases,
+    reservations: new ReservationService(store, leases),
+    pools: new PoolAdmin(store, leases, clock),
+    operator: opts.operatorToken ? new OperatorAuth(opts.operatorToken) : null,
   };
 }

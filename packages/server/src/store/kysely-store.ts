@@ -21,6 +21,7 @@ import type {
   KeyAlg,
   Org,
   OrgKey,
+  PoolNumber,
   PoolNumberState,
   PoolSummary,
   VoiceCall,
@@ -153,6 +154,11 @@ export class KyselyStore implements Store {
     readonly dialect: Dialect,
     private readonly root: Kysely<Database> | null,
   ) {}
+
+  /** The Kysely instance (or open transaction) this store runs on, for stores of further tables. */
+  get executor(): Db {
+    return this.db;
+  }
 
   async close(): Promise<void> {
     await this.root?.destroy();
@@ -403,6 +409,16 @@ export class KyselyStore implements Store {
   async setPoolNumberState(number: string, state: PoolNumberState): Promise<boolean> {
     const r = await this.db.updateTable('pool_numbers').set({ state }).where('number', '=', number).where('state', '!=', state).executeTakeFirst();
     return r.numUpdatedRows > 0n;
+  }
+
+  async getPoolNumber(number: string): Promise<PoolNumber | null> {
+    const r = await this.db.selectFrom('pool_numbers').selectAll().where('number', '=', number).executeTakeFirst();
+    return r ? { number: r.number, country: r.country, state: r.state as PoolNumberState, lastLeasedAt: r.last_leased_at, createdAt: r.created_at } : null;
+  }
+
+  async removePoolNumber(number: string): Promise<boolean> {
+    const r = await this.db.deleteFrom('pool_numbers').where('number', '=', number).executeTakeFirst();
+    return r.numDeletedRows > 0n;
   }
 
   async listPools(): Promise<PoolSummary[]> {

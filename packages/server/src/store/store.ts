@@ -5,6 +5,7 @@ import type {
   Flow,
   Org,
   OrgKey,
+  PoolNumber,
   PoolNumberState,
   PoolSummary,
   VoiceCall,
@@ -62,6 +63,9 @@ export interface Store {
   /** Adds numbers to a pool (created when missing); returns how many were new. */
   addPoolNumbers(country: string, numbers: string[], now: number): Promise<number>;
   setPoolNumberState(number: string, state: PoolNumberState): Promise<boolean>;
+  getPoolNumber(number: string): Promise<PoolNumber | null>;
+  /** Deletes a number from its pool; live leases on it still resolve (they live in their own table). */
+  removePoolNumber(number: string): Promise<boolean>;
   listPools(): Promise<PoolSummary[]>;
 
   /** Inserts a VoiceCall; when the org already has one with the same vendorCallKey, returns that instead. */

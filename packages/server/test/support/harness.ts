@@ -3,8 +3,8 @@ import { validateProvisioning } from '../../src/config.js';
 import { systemClock, type Clock } from '../../src/domain/clock.js';
 import { generateKeyPair, mintToken, type MintTokenOptions } from '../../src/domain/token-mint.js';
 import { buildApp } from '../../src/http/app.js';
-import { Metrics } from '../../src/http/metrics.js';
-import { createServices, type Services } from '../../src/services/index.js';
+import { Metrics } from '../../src/metrics.js';
+import { createServices, type ServiceOptions, type Services } from '../../src/services/index.js';
 import { applyProvisioning } from '../../src/services/provisioning.js';
 import type { KyselyStore } from '../../src/store/kysely-store.js';
 import { makeBackend, type Backend } from './backends.js';
@@ -17,6 +17,7 @@ export const CC_A = 'AcmeCallCenter';
 export const CC_A2 = 'AcmeSecondCenter';
 export const CHANNEL_A = '+14155550100';
 export const CHANNEL_B = '+14155550200';
+export const OPERATOR_TOKEN = 'operator-secret-for-tests-0123456789';
 
 export interface Harness {
   backend: Backend;
@@ -60,7 +61,7 @@ export function provisioningDoc(pub: { a: string; a2: string; aEc: string; b: st
   };
 }
 
-export async function makeHarness(name: 'sqlite' | 'postgres', opts: { clock?: Clock; bodyLimit?: number } = {}): Promise<Harness> {
+export async function makeHarness(name: 'sqlite' | 'postgres', opts: { clock?: Clock; bodyLimit?: number; services?: ServiceOptions } = {}): Promise<Harness> {
   const clock = opts.clock ?? systemClock;
   const backend = await makeBackend(name);
   const store = await backend.open();
@@ -68,9 +69,9 @@ export async function makeHarness(name: 'sqlite' | 'postgres', opts: { clock?: C
   const [a, a2, aEc, b] = await Promise.all([generateKeyPair('RS256'), generateKeyPair('RS256'), generateKeyPair('ES256'), generateKeyPair('RS256')]);
   const pub = { a: a!.publicKeyPem, a2: a2!.publicKeyPem, aEc: aEc!.publicKeyPem, b: b!.publicKeyPem };
   await applyProvisioning(store, validateProvisioning(provisioningDoc(pub), 'test', '.'), clock.now());
-  const services = createServices(store, clock);
   const metrics = new Metrics({ defaultMetrics: false });
-  const app = await buildApp({ services, metrics, logger: false, bodyLimit: opts.bodyLimit ?? 64 * 1024, isReady: () => true });
+  const services = createServices(store, clock, { metrics, operatorToken: OPERATOR_TOKEN, ...(opts.services ?? {}) });
+  const app = await buildApp({ services, logger: false, bodyLimit: opts.bodyLimit ?? 64 * 1024, isReady: () => true });
   const keys = { a: a!.privateKeyPem, a2: a2!.privateKeyPem, aEc: aEc!.privateKeyPem, b: b!.privateKeyPem };
   return {
     backend,

@@ -1,9 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import type { Services } from '../../services/index.js';
-import type { Metrics } from '../metrics.js';
 
 /** Health, readiness, metrics and the OpenAPI document; unauthenticated, JSON or text only. */
-export default async function opsRoutes(app: FastifyInstance, opts: { services: Services; metrics: Metrics; isReady: () => boolean }): Promise<void> {
+export default async function opsRoutes(app: FastifyInstance, opts: { services: Services; isReady: () => boolean }): Promise<void> {
   app.get('/healthz', { schema: { hide: true } }, async (_req, reply) => reply.send({ status: 'ok' }));
 
   app.get('/readyz', { schema: { hide: true } }, async (request, reply) => {
@@ -17,9 +16,14 @@ export default async function opsRoutes(app: FastifyInstance, opts: { services: 
     return reply.send({ status: 'ready' });
   });
 
-  app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => {
-    reply.type(opts.metrics.registry.contentType);
-    return opts.metrics.registry.metrics();
+  app.get('/metrics', { schema: { hide: true } }, async (request, reply) => {
+    try {
+      opts.services.metrics.setPoolStats(await opts.services.leases.stats());
+    } catch (err) {
+      request.log.warn({ err }, 'pool statistics unavailable');
+    }
+    reply.type(opts.services.metrics.registry.contentType);
+    return opts.services.metrics.registry.metrics();
   });
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());

@@ -1,0 +1,21 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { HandoffError } from '../domain/errors.js';
+
+/**
+ * The operator credential (admin API, HTTP resolver): one bearer secret, compared in constant time.
+ * Partner JWTs never open operator endpoints, and the operator secret never opens partner ones.
+ */
+export class OperatorAuth {
+  private readonly digest: Buffer;
+
+  constructor(secret: string) {
+    this.digest = createHash('sha256').update(secret).digest();
+  }
+
+  check(header: string | undefined): void {
+    const m = header === undefined ? null : /^Bearer[ ]+(\S+)\s*$/i.exec(header);
+    if (!m?.[1]) throw new HandoffError('INVALID_TOKEN', 'An operator bearer token is required', { details: { reason: 'missing' } });
+    const given = createHash('sha256').update(m[1]).digest();
+    if (!timingSafeEqual(given, this.digest)) throw new HandoffError('INVALID_TOKEN', 'The operator token is not valid', { details: { reason: 'bad_operator_token' } });
+  }
+}

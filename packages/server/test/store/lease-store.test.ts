@@ -1,0 +1,425 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describeEachBackend } from '../support/backends.js';
+import { ManualClock, systemClock, type Clock } from '../../src/domain/clock.js';
+import { HandoffError } from '../../src/domain/errors.js';
+import { isLeaseUid, requestHash } from '../../src/domain/lease-policy.js';
+import { KyselyLeaseStore } from '../../src/store/lease-store.js';
+import type { KyselyStore } from '../../src/store/kysely-store.js';
+import { LeaseService, type LeaseServiceOptions, type ReserveInput } from '../../src/services/lease-service.js';
+
+const ORG = '00Dxx0000004CFG';
+const OTHER_ORG = '00Dxx0000009ZZZ';
+/** Only the quota test reserves for this org, so no other test's leases count against it. */
+const QUOTA_ORG = '00Dxx0000005QQQ';
+const T0 = Date.UTC(2026, 0, 1);
+const TTL = 180_000;
+const COOLDOWN = 10_000;
+
+let seq = 0;
+/** A fresh pool country per test, so tests sharing one database never see each other's numbers. */
+function country(): string {
+  seq += 1;
+  return `P${seq}`;
+}
+
+function num(prefix: number, i: number): string {
+  return `+1${prefix}${String(i).padStart(6, '0')}`;
+}
+
+function input(c: string, fromNumber: string, overrides: Partial<ReserveInput> = {}): ReserveInput {
+  const base = { country: c, fromNumber, toNumber: '+14155550100', callId: null, transactionId: null };
+  return {
+    orgId: ORG,
+    ...base,
+    provider: 'Genesys',
+    requestHash: requestHash({ ...base, ...overrides }),
+    maxLiveLeases: null,
+    ...overrides,
+  };
+}
+
+async function rejectsWith(p: Promise<unknown>, code: string): Promise<HandoffError> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(e instanceof HandoffError, `expected a HandoffError, got ${String(e)}`);
+    assert.equal(e.code, code);
+    return e;
+  }
+  assert.fail(`expected ${code}`);
+}
+
+async function ensureOrg(store: KyselyStore, id: string): Promise<void> {
+  await store.upsertOrg(
+    { id, name: id, domain: `${id.toLowerCase()}.my.example.com`, features: { numberPool: true }, quotas: { maxLiveLeases: null, requestsPerSecond: null } },
+    T0,
+  );
+}
+
+describeEachBackend('lease service', ({ store }) => {
+  function service(clock: Clock, options: LeaseServiceOptions = {}): LeaseService {
+    return new LeaseService(new KyselyLeaseStore(store()), { clock, ...options });
+  }
+
+  async function pool(size: number, prefix = 200 + seq): Promise<{ c: string; numbers: string[] }> {
+    const c = country();
+    const numbers = Array.from({ length: size }, (_, i) => num(prefix, i));
+    await store().addPoolNumbers(c, numbers, T0);
+    return { c, numbers };
+  }
+
+  test('a reservation returns a live lease with an opaque uid and expiresAt = now + TTL', async () => {
+    const clock = new ManualClock(T0);
+    const { c, numbers } = await pool(1);
+    const { replayed, lease } = await service(clock).reserve(input(c, '+14155551001', { callId: '0LQxx0000001AAA', transactionId: 't-1' }));
+    assert.equal(replayed, false);
+    assert.equal(lease.routableNumber, numbers[0]);
+    assert.ok(isLeaseUid(lease.uid), lease.uid);
+    assert.ok(lease.uid.startsWith(`lease:did:${numbers[0]}:${T0 / 1000}:`));
+    assert.equal(lease.createdAt, T0);
+    assert.equal(lease.expiresAt, T0 + TTL);
+    assert.deepEqual(
+      { orgId: lease.orgId, country: lease.country, fromNumber: lease.fromNumber, toNumber: lease.toNumber, callId: lease.callId, transactionId: lease.transactionId, provider: lease.provider, consumedAt: lease.consumedAt },
+      { orgId: ORG, country: c, fromNumber: '+14155551001', toNumber: '+14155550100', callId: '0LQxx0000001AAA', transactionId: 't-1', provider: 'Genesys', consumedAt: null },
+    );
+    assert.deepEqual((await service(clock).listLive(ORG)).filter((l) => l.country === c), [lease]);
+  });
+
+  test('TTL is configurable, never above 180 s', async () => {
+    const clock = new ManualClock(T0);
+    const { c } = await pool(1);
+    const { lease } = await service(clock, { ttlSeconds: 30 }).reserve(input(c, '+14155551002'));
+    assert.equal(lease.expiresAt, T0 + 30_000);
+    assert.throws(() => service(clock, { ttlSeconds: 181 }), RangeError);
+    assert.equal(service(clock, { ttlSeconds: 0 }).ttlMs, 1000);
+  });
+
+  test('idempotent replay: same transactionId and body while live -> the same lease, nothing new stored', async () => {
+    const clock = new ManualClock(T0);
+    const { c } = await pool(3);
+    const svc = service(clock);
+    const first = await svc.reserve(input(c, '+14155551003', { transactionId: 'replay-1' }));
+    clock.advance(5_000);
+    const again = await svc.reserve(input(c, '+14155551003', { transactionId: 'replay-1' }));
+    assert.equal(again.replayed, true);
+    assert.deepEqual(again.lease, first.lease);
+    assert.equal((await svc.listLive(ORG)).filter((l) => l.country === c).length, 1);
+  });
+
+  test('the same transactionId with a different body is 422', async () => {
+    const clock = new ManualClock(T0);
+    const { c } = await pool(3);
+    const svc = service(clock);
+    await svc.reserve(input(c, '+14155551004', { transactionId: 'mismatch-1' }));
+    const altered = { ...input(c, '+14155551004', { transactionId: 'mismatch-1' }), requestHash: requestHash({ country: c, fromNumber: '+14155551004', toNumber: '+14155550199', transactionId: 'mismatch-1' }) };
+    const e = await rejectsWith(svc.reserve(altered), 'IDEMPOTENCY_MISMATCH');
+    assert.equal(e.httpStatus, 422);
+  });
+
+  test('a retry after consumption is 409 carrying the original handle', async () => {
+    const clock = new ManualClock(T0);
+    const { c } = await pool(2);
+    const svc = service(clock);
+    const { lease } = await svc.reserve(input(c, '+14155551005', { transactionId: 'consumed-1' }));
+    assert.equal((await svc.resolve(lease.routableNumber, '+14155551005')).ok, true);
+    const e = await rejectsWith(svc.reserve(input(c, '+14155551005', { transactionId: 'consumed-1' })), 'LEASE_NOT_LIVE');
+    assert.equal(e.httpStatus, 409);
+    assert.deepEqual(e.details, { handle: { routableNumber: lease.routableNumber, uid: lease.uid, expiresAt: new Date(T0 + TTL).toISOString() } });
+  });
+
+  test('a retry after expiry is 409 carrying the original handle, even once the lease row is swept', async () => {
+    const clock = new ManualClock(T0);
+    const { c } = await pool(2);
+    const svc = service(clock);
+    const { lease } = await svc.reserve(input(c, '+14155551006', { transactionId: 'expired-1' }));
+    clock.set(lease.expiresAt);
+    const handle = { routableNumber: lease.routableNumber, uid: lease.uid, expiresAt: new Date(lease.expiresAt).toISOString() };
+    assert.deepEqual((await rejectsWith(svc.reserve(input(c, '+14155551006', { transactionId: 'expired-1' })), 'LEASE_NOT_LIVE')).details, { handle });
+    clock.advance(2 * 3600_000);
+    assert.ok((await svc.sweep()).leases >= 1);
+    assert.deepEqual((await rejectsWith(svc.reserve(input(c, '+14155551006', { transactionId: 'expired-1' })), 'LEASE_NOT_LIVE')).details, { handle });
+  });
+
+  test('idempotency keys are scoped by org and forgotten after 24 h', async () => {
+    const clock = new ManualClock(T0);
+    const { c } = await pool(3);
+    const svc = service(clock);
+    const a = await svc.reserve(input(c, '+14155551007', { transactionId: 'scoped-1' }));
+    const b = await svc.reserve({ ...input(c, '+14155551008', { transactionId: 'scoped-1' }), orgId: OTHER_ORG });
+    assert.equal(b.replayed, false);
+    assert.notEqual(a.lease.uid, b.lease.uid);
+    clock.advance(24 * 3600_000 - 1);
+    await rejectsWith(svc.reserve(input(c, '+14155551007', { transactionId: 'scoped-1' })), 'LEASE_NOT_LIVE');
+    clock.advance(1);
+    const reused = await svc.reserve(input(c, '+14155559999', { transactionId: 'scoped-1' }));
+    assert.equal(reused.replayed, false, 'a key older than 24 h counts as absent');
+  });
+
+  test('without a transactionId there is no idempotency: every call is a new lease', async () => {
+    const clock = new ManualClock(T0);
+    const { c } = await pool(2);
+    const svc = service(clock);
+    const a = await svc.reserve(input(c, '+14155551009'));
+    const b = await svc.reserve(input(c, '+14155551009'));
+    assert.notEqual(a.lease.uid, b.lease.uid);
+    assert.notEqual(a.lease.routableNumber, b.lease.routableNumber, 'the pair is held, so the second lease takes another number');
+  });
+
+  test('50 racing retries of one transactionId make one lease, and all carry its uid', async () => {
+    const clock = new ManualClock(T0);
+    const { c } = await pool(5);
+    const svc = service(clock);
+    const results = await Promise.all(Array.from({ length: 50 }, () => svc.reserve(input(c, '+14155551010', { transactionId: 'race-1' }))));
+    const uids = new Set(results.map((r) => r.lease.uid));
+    assert.equal(uids.size, 1);
+    assert.equal(results.filter((r) => !r.replayed).length, 1);
+    assert.equal((await svc.listLive(ORG)).filter((l) => l.country === c).length, 1);
+  });
+
+  test('sharing: one number is leased to several callers at once', async () => {
+    const clock = new ManualClock(T0);
+    const { c, numbers } = await pool(1);
+    const svc = service(clock);
+    const leases = [];
+    for (const caller of ['+14155551011', '+14155551012', '+14155551013']) leases.push((await svc.reserve(input(c, caller))).lease);
+    assert.deepEqual(leases.map((l) => l.routableNumber), [numbers[0], numbers[0], numbers[0]]);
+    assert.equal((await svc.listLive(ORG)).filter((l) => l.country === c).length, 3);
+  });
+
+  test('a pair is never held by two live leases, across orgs too', async () => {
+    const clock = new ManualClock(T0);
+    const { c, numbers } = await pool(2);
+    const svc = service(clock);
+    const a = await svc.reserve(input(c, '+14155551014'));
+    const b = await svc.reserve({ ...input(c, '+14155551014'), orgId: OTHER_ORG });
+    assert.deepEqual(new Set([a.lease.routableNumber, b.lease.routableNumber]), new Set(numbers));
+    await rejectsWith(svc.reserve(input(c, '+14155551014')), 'POOL_EXHAUSTED');
+    await rejectsWith(svc.reserve({ ...input(c, '+14155551014'), orgId: OTHER_ORG }), 'POOL_EXHAUSTED');
+  });
+
+  test('cool-down after consumption: the pair stays held, then frees', async () => {
+    const clock = new ManualClock(T0);
+    const { c, numbers } = await pool(1);
+    const svc = service(clock);
+    await svc.reserve(input(c, '+14155551015'));
+    clock.advance(5_000);
+    assert.equal((await svc.resolve(numbers[0]!, '+14155551015')).ok, true);
+    clock.advance(COOLDOWN - 1);
+    const e = await rejectsWith(svc.reserve(input(c, '+14155551015')), 'POOL_EXHAUSTED');
+    assert.equal(e.retryAfter, 1);
+    clock.advance(1);
+    assert.equal((await svc.reserve(input(c, '+14155551015'))).lease.routableNumber, numbers[0]);
+  });
+
+  test('cool-down after expiry: the pair stays held past expiresAt, then frees', async () => {
+    const clock = new ManualClock(T0);
+    const { c, numbers } = await pool(1);
+    const svc = service(clock, { ttlSeconds: 60, cooldownSeconds: 15 });
+    const { lease } = await svc.reserve(input(c, '+14155551016'));
+    clock.set(lease.expiresAt);
+    assert.deepEqual(await svc.resolve(numbers[0]!, '+14155551016'), { ok: false, reason: 'expired' });
+    const e = await rejectsWith(svc.reserve(input(c, '+14155551016')), 'POOL_EXHAUSTED');
+    assert.equal(e.retryAfter, 15);
+    clock.set(lease.expiresAt + 15_000 - 1);
+    await rejectsWith(svc.reserve(input(c, '+14155551016')), 'POOL_EXHAUSTED');
+    clock.advance(1);
+    const next = await svc.reserve(input(c, '+14155551016'));
+    assert.notEqual(next.lease.uid, lease.uid);
+  });
+
+  test('draining numbers are never chosen; a pool with no active number is 503 with the default Retry-After', async () => {
+    const clock = new ManualClock(T0);
+    const { c, numbers } = await pool(3);
+    await store().setPoolNumberState(numbers[0]!, 'draining');
+    await store().setPoolNumberState(numbers[2]!, 'draining');
+    const svc = service(clock, { defaultRetryAfterSeconds: 42 });
+    for (let i = 0; i < 5; i++) assert.equal((await svc.reserve(input(c, `+1415555200${i}`))).lease.routableNumber, numbers[1]);
+    await store().setPoolNumberState(numbers[1]!, 'draining');
+    const e = await rejectsWith(svc.reserve(input(c, '+14155552009')), 'POOL_EXHAUSTED');
+    assert.equal(e.retryAfter, 42);
+    assert.equal(e.httpStatus, 503);
+    // Draining leaves live leases alone: they still resolve.
+    assert.equal((await svc.resolve(numbers[1]!, '+14155552000')).ok, true);
+  });
+
+  test('spreading: fewest live leases first (consumption lowers the count), then least recently used', async () => {
+    const clock = new ManualClock(T0);
+    const { c, numbers } = await pool(3);
+    const [n1, n2, n3] = numbers as [string, string, string];
+    const svc = service(clock);
+    const at = async (caller: string) => {
+      clock.advance(1000);
+      return (await svc.reserve(input(c, caller))).lease.routableNumber;
+    };
+    // Never-leased numbers tie on count and recency; the number breaks the tie.
+    assert.deepEqual([await at('+14155553001'), await at('+14155553002'), await at('+14155553003')], [n1, n2, n3]);
+    // n3 is the most recently used, but its only lease is consumed: fewest live beats LRU.
+    assert.equal((await svc.resolve(n3, '+14155553003')).ok, true);
+    assert.equal(await at('+14155553004'), n3);
+    // One live lease each: the least recently used (n1) wins.
+    assert.equal(await at('+14155553005'), n1);
+    // Consume everything: all at zero, so pure LRU order n2 (t+2 s), n3 (t+4 s), n1 (t+5 s), which is
+    // not the numbers' order.
+    for (const [n, caller] of [[n1, '+14155553001'], [n2, '+14155553002'], [n3, '+14155553004'], [n1, '+14155553005']] as const) {
+      assert.equal((await svc.resolve(n, caller)).ok, true);
+    }
+    assert.deepEqual([await at('+14155553006'), await at('+14155553007'), await at('+14155553008')], [n2, n3, n1]);
+  });
+
+  test('spreading: an expired lease no longer counts, with no sweeper having run', async () => {
+    const clock = new ManualClock(T0);
+    const { c, numbers } = await pool(2);
+    const [m1, m2] = numbers as [string, string];
+    const long = service(clock);
+    const short = service(clock, { ttlSeconds: 10 });
+    clock.advance(1000);
+    assert.equal((await long.reserve(input(c, '+14155553101'))).lease.routableNumber, m1);
+    clock.advance(1000);
+    assert.equal((await short.reserve(input(c, '+14155553102'))).lease.routableNumber, m2);
+    clock.advance(9_999);
+    // m2's lease is still live: one each, m1 is least recently used.
+    assert.equal((await long.reserve(input(c, '+14155553103'))).lease.routableNumber, m1);
+    clock.advance(1);
+    // m2's lease expired: m2 has fewer live leases although m1 is... now the most recent.
+    assert.equal((await long.reserve(input(c, '+14155553104'))).lease.routableNumber, m2);
+    clock.advance(1);
+    // m1: two live, m2: one live and most recently used -> m2.
+    assert.equal((await long.reserve(input(c, '+14155553105'))).lease.routableNumber, m2);
+  });
+
+  test('503 Retry-After is the time until the caller\'s earliest release', async () => {
+    const clock = new ManualClock(T0);
+    const { c } = await pool(2);
+    const svc = service(clock);
+    await svc.reserve(input(c, '+14155554001'));
+    clock.advance(20_000);
+    await svc.reserve(input(c, '+14155554001'));
+    clock.advance(10_500);
+    const e = await rejectsWith(svc.reserve(input(c, '+14155554001')), 'POOL_EXHAUSTED');
+    // Earliest hold ends at T0 + TTL + cooldown; now is T0 + 30.5 s.
+    assert.equal(e.retryAfter, Math.ceil((TTL + COOLDOWN - 30_500) / 1000));
+    // Another caller is not exhausted.
+    assert.equal((await svc.reserve(input(c, '+14155554002'))).replayed, false);
+  });
+
+  test('429 when the org holds its quota of live leases, with Retry-After until the earliest expiry', async () => {
+    const clock = new ManualClock(T0);
+    await ensureOrg(store(), QUOTA_ORG);
+    const { c } = await pool(5);
+    const svc = service(clock);
+    const q = (caller: string, overrides: Partial<ReserveInput> = {}) => ({ ...input(c, caller, overrides), orgId: QUOTA_ORG, maxLiveLeases: 2 });
+    const first = await svc.reserve(q('+14155555001', { transactionId: 'quota-1' }));
+    clock.advance(7_000);
+    await svc.reserve(q('+14155555002'));
+    clock.advance(3_500);
+    const e = await rejectsWith(svc.reserve(q('+14155555003')), 'QUOTA_EXCEEDED');
+    assert.equal(e.httpStatus, 429);
+    assert.equal(e.retryAfter, Math.ceil((TTL - 10_500) / 1000));
+    // A replay is not a new lease: the quota does not apply to it.
+    assert.equal((await svc.reserve(q('+14155555001', { transactionId: 'quota-1' }))).lease.uid, first.lease.uid);
+    // Other orgs are not affected; consuming a lease frees a slot.
+    await svc.reserve({ ...q('+14155555003'), orgId: '00Dxx0000008QQQ' });
+    assert.equal((await svc.resolve(first.lease.routableNumber, '+14155555001')).ok, true);
+    assert.equal((await svc.reserve(q('+14155555003'))).replayed, false);
+    await rejectsWith(svc.reserve(q('+14155555004')), 'QUOTA_EXCEEDED');
+    // Expiry frees slots too, with no sweeper.
+    clock.set(first.lease.expiresAt + 7_000);
+    assert.equal((await svc.reserve(q('+14155555004'))).replayed, false);
+  });
+
+  test('the quota holds under concurrent reservations', async () => {
+    const clock = new ManualClock(T0 + 3600_000);
+    const org = '00Dxx0000006QQQ';
+    await ensureOrg(store(), org);
+    const { c } = await pool(5);
+    const svc = service(clock);
+    const results = await Promise.allSettled(
+      Array.from({ length: 30 }, (_, i) => svc.reserve({ ...input(c, `+1415555${String(6100 + i)}`), orgId: org, maxLiveLeases: 7 })),
+    );
+    assert.equal(results.filter((r) => r.status === 'fulfilled').length, 7);
+    for (const r of results) if (r.status === 'rejected') assert.equal((r.reason as HandoffError).code, 'QUOTA_EXCEEDED');
+  });
+
+  test('resolve consumes once and returns the lease context; a second resolve is "consumed"', async () => {
+    const clock = new ManualClock(T0);
+    const { c } = await pool(1);
+    const svc = service(clock);
+    const { lease } = await svc.reserve(input(c, '+14155556001', { callId: '0LQxx0000001AAA', transactionId: 'resolve-1' }));
+    clock.advance(2_000);
+    const r = await svc.resolve(lease.routableNumber, '+14155556001');
+    assert.deepEqual(r, { ok: true, lease: { ...lease, consumedAt: T0 + 2_000 } });
+    assert.deepEqual(await svc.resolve(lease.routableNumber, '+14155556001'), { ok: false, reason: 'consumed' });
+    assert.equal((await svc.listLive(ORG)).some((l) => l.uid === lease.uid), false);
+  });
+
+  test('a lease past expiresAt does not resolve, with no sweeper having run', async () => {
+    const clock = new ManualClock(T0);
+    const { c } = await pool(1);
+    const svc = service(clock);
+    const { lease } = await svc.reserve(input(c, '+14155556002'));
+    clock.set(lease.expiresAt - 1);
+    assert.equal((await svc.listLive(ORG)).some((l) => l.uid === lease.uid), true);
+    clock.set(lease.expiresAt);
+    assert.equal((await svc.listLive(ORG)).some((l) => l.uid === lease.uid), false);
+    assert.deepEqual(await svc.resolve(lease.routableNumber, '+14155556002'), { ok: false, reason: 'expired' });
+  });
+
+  test('resolve of an unknown pair is "no_lease"', async () => {
+    const svc = service(new ManualClock(T0));
+    assert.deepEqual(await svc.resolve('+19999999999', '+14155556003'), { ok: false, reason: 'no_lease' });
+  });
+
+  test('concurrent resolves of one lease: exactly one winner', async () => {
+    const clock = new ManualClock(T0);
+    const { c } = await pool(1);
+    const svc = service(clock);
+    const { lease } = await svc.reserve(input(c, '+14155556004'));
+    const results = await Promise.all(Array.from({ length: 20 }, () => svc.resolve(lease.routableNumber, '+14155556004')));
+    assert.equal(results.filter((r) => r.ok).length, 1);
+    assert.ok(results.every((r) => r.ok || r.reason === 'consumed'));
+  });
+
+  test('a failed reservation leaves nothing behind, even next to successful ones committed with it', async () => {
+    const clock = new ManualClock(T0);
+    const { c, numbers } = await pool(1);
+    const svc = service(clock);
+    await svc.reserve(input(c, '+14155557001'));
+    const [failed, ok] = await Promise.allSettled([
+      svc.reserve(input(c, '+14155557001', { transactionId: 'rollback-1' })),
+      svc.reserve(input(c, '+14155557002', { transactionId: 'rollback-2' })),
+    ]);
+    assert.equal(failed.status, 'rejected');
+    assert.equal(ok.status, 'fulfilled');
+    // The failed attempt's idempotency key was rolled back: the key is free for a different body.
+    const other = await svc.reserve(input(c, '+14155557003', { transactionId: 'rollback-1' }));
+    assert.equal(other.lease.routableNumber, numbers[0]);
+  });
+
+  test('stats report live leases and utilisation per country; sweep tidies ended rows', async () => {
+    const clock = new ManualClock(T0 + 100 * 24 * 3600_000);
+    const { c, numbers } = await pool(4);
+    await store().setPoolNumberState(numbers[3]!, 'draining');
+    const svc = service(clock);
+    await svc.reserve(input(c, '+14155558001', { transactionId: 'stats-1' }));
+    await svc.reserve(input(c, '+14155558002'));
+    const mine = (await svc.stats()).find((s) => s.country === c);
+    assert.deepEqual(mine, { country: c, numbers: 4, activeNumbers: 3, liveLeases: 2, busyNumbers: 2, utilisation: 2 / 3 });
+    clock.advance(25 * 3600_000);
+    const swept = await svc.sweep();
+    assert.ok(swept.leases >= 2 && swept.pairHolds >= 2 && swept.idempotencyKeys >= 1, JSON.stringify(swept));
+    assert.deepEqual(await svc.sweep(), { leases: 0, pairHolds: 0, idempotencyKeys: 0 });
+    assert.equal((await svc.stats()).find((s) => s.country === c)?.liveLeases, 0);
+  });
+
+  test('real time: a 1 s lease expires on its own and neither resolves nor replays', async () => {
+    const { c } = await pool(1);
+    const svc = service(systemClock, { ttlSeconds: 1, cooldownSeconds: 0 });
+    const { lease } = await svc.reserve(input(c, '+14155559001', { transactionId: 'realtime-1' }));
+    assert.ok(lease.expiresAt - Date.now() <= 1000);
+    await sleep(lease.expiresAt - Date.now() + 20);
+    assert.deepEqual(await svc.resolve(lease.routableNumber, '+14155559001'), { ok: false, reason: 'expired' });
+    await rejectsWith(svc.reserve(input(c, '+14155559001', { transactionId: 'realtime-1' })), 'LEASE_NOT_LIVE');
+  });
+});

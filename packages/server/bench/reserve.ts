@@ -68,7 +68,7 @@ async function drive(name: string, url: string, headers: Record<string, string>,
 
 async function withService<T>(env: Record<string, string>, poolSize: number, fn: (p: Proc, headers: Record<string, string>) => Promise<T>): Promise<T> {
   const dataDir = mkdtempSync(join(tmpdir(), 'handoff-bench-'));
-  const proc = await startProcess([HANDOFF_BIN, 'serve'], { HANDOFF_DATA_DIR: dataDir, HANDOFF_HTTP_PORT: '0', HANDOFF_LOG_LEVEL: 'warn', ...env }, /"httpUrl":"([^"]+)"/);
+  const proc = await startProcess([HANDOFF_BIN, 'serve'], { HANDOFF_DATA_DIR: dataDir, HANDOFF_HTTP_PORT: '0', HANDOFF_LOG_LEVEL: 'warn', ...env }, /-X POST (http:\/\/[^\s]+)\/telephony\/v1/);
   try {
     const demo = JSON.parse(readFileSync(join(dataDir, 'demo.json'), 'utf8'));
     const operator = readFileSync(join(dataDir, 'operator-token'), 'utf8').trim();

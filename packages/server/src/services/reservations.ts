@@ -82,9 +82,9 @@ export class ReservationService {
     if (!org) throw new HandoffError('ORG_NOT_FOUND', 'The token names no known org');
     if (!org.features.numberPool) throw new HandoffError('FEATURE_NOT_ENABLED', 'This org does not have the numberPool feature');
     if (domain !== org.domain) invalid('scrt2Domain', "is not this org's domain");
-    const pools = await this.store.listPools();
-    if (!pools.some((p) => p.country === country)) {
-      const supported = pools.map((p) => p.country);
+    const countries = await this.store.listPoolCountries();
+    if (!countries.includes(country)) {
+      const supported = countries;
       throw new HandoffError('UNSUPPORTED_COUNTRY', `countryCode: no number pool for ${country}; supported: ${supported.join(', ') || 'none'}`, {
         details: { field: 'countryCode', supportedCountries: supported },
       });

@@ -421,6 +421,10 @@ export class KyselyStore implements Store {
     return r.numDeletedRows > 0n;
   }
 
+  async listPoolCountries(): Promise<string[]> {
+    return (await this.db.selectFrom('pools').select('country').orderBy('country').execute()).map((r) => r.country);
+  }
+
   async listPools(): Promise<PoolSummary[]> {
     const rows = await this.db
       .selectFrom('pools')

@@ -173,6 +173,24 @@ class Statement {
 
 const LIVE = 'consumed_at IS NULL AND expires_at > :now';
 
+/** See SQL.pickNumber; `lock` is an optional row-locking clause of the window scan. */
+function pickNumberSql(lock: string): string {
+  return `
+    SELECT c.number, c.last_leased_at,
+      (SELECT count(*) FROM (SELECT 1 FROM leases l WHERE l.routable_number = c.number AND l.consumed_at IS NULL
+        AND l.expires_at > :now LIMIT ${LIVE_COUNT_CAP}) capped) AS live
+    FROM (
+      SELECT p.number, p.last_leased_at FROM pool_numbers p
+      WHERE p.country = :country AND p.state = 'active'
+        AND NOT EXISTS (SELECT 1 FROM pair_holds h WHERE h.routable_number = p.number AND h.from_number = :from AND h.hold_until > :now)
+      ORDER BY p.last_leased_at, p.number
+      LIMIT ${ALLOCATION_WINDOW}
+      ${lock}
+    ) c
+    ORDER BY live, c.last_leased_at, c.number
+    LIMIT 1`;
+}
+
 const SQL = {
   claimIdempotencyKey: new Statement(`
     INSERT INTO idempotency_keys (org_id, key, request_hash, lease_uid, routable_number, lease_expires_at, created_at, expires_at)
@@ -197,19 +215,11 @@ const SQL = {
   // on leases_number_live (a pure range scan) and capped, so the cost does not grow with the load
   // either: a busy 1,000-number pool costs what an idle 100,000-number one does. Both limits are
   // literals: a bound LIMIT makes SQLite's plan markedly slower (chosen for speed).
-  pickNumber: new Statement(`
-    SELECT c.number, c.last_leased_at,
-      (SELECT count(*) FROM (SELECT 1 FROM leases l WHERE l.routable_number = c.number AND l.consumed_at IS NULL
-        AND l.expires_at > :now LIMIT ${LIVE_COUNT_CAP}) capped) AS live
-    FROM (
-      SELECT p.number, p.last_leased_at FROM pool_numbers p
-      WHERE p.country = :country AND p.state = 'active'
-        AND NOT EXISTS (SELECT 1 FROM pair_holds h WHERE h.routable_number = p.number AND h.from_number = :from AND h.hold_until > :now)
-      ORDER BY p.last_leased_at, p.number
-      LIMIT ${ALLOCATION_WINDOW}
-    ) c
-    ORDER BY live, c.last_leased_at, c.number
-    LIMIT 1`),
+  pickNumber: new Statement(pickNumberSql('')),
+  // PostgreSQL: concurrent reservations would all pick the same least recently used number and then
+  // queue on its row to update last_leased_at. SKIP LOCKED hands each transaction its own window
+  // instead; when everything is locked (tiny pools) the plain query runs and waits (chosen for speed).
+  pickNumberSkipLocked: new Statement(pickNumberSql('FOR UPDATE OF p SKIP LOCKED')),
   // Atomic on both dialects: the row is inserted, or overwritten only when its hold has passed;
   // PostgreSQL re-checks the WHERE against the latest committed version after waiting for a writer.
   claimPair: new Statement(`
@@ -408,7 +418,12 @@ export class KyselyLeaseStore implements LeaseStore {
   }
 
   async pickNumber(country: string, fromNumber: string, now: number): Promise<string | null> {
-    const [r] = await this.rows<{ number: string }>(SQL.pickNumber, { country, from: fromNumber, now });
+    const params = { country, from: fromNumber, now };
+    if (this.dialect === 'postgres') {
+      const [locked] = await this.rows<{ number: string }>(SQL.pickNumberSkipLocked, params);
+      if (locked) return locked.number;
+    }
+    const [r] = await this.rows<{ number: string }>(SQL.pickNumber, params);
     return r?.number ?? null;
   }
 

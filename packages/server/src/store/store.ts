@@ -67,6 +67,8 @@ export interface Store {
   /** Deletes a number from its pool; live leases on it still resolve (they live in their own table). */
   removePoolNumber(number: string): Promise<boolean>;
   listPools(): Promise<PoolSummary[]>;
+  /** Countries that have a pool (cheap: no number counting). */
+  listPoolCountries(): Promise<string[]>;
 
   /** Inserts a VoiceCall; when the org already has one with the same vendorCallKey, returns that instead. */
   insertVoiceCall(call: VoiceCallInput, now: number): Promise<{ created: boolean; call: VoiceCall }>;

@@ -71,7 +71,14 @@ export async function startServer(settings: Settings, opts: { clock?: Clock; log
 
     let demo: DemoInfo | null = null;
     if (demoKeys) {
-      demo = demoInfo({ dataDir: settings.dataDir, httpUrl, sipHost: settings.sipHost, sipPort: settings.sipPort, ...demoKeys });
+      demo = demoInfo({
+        dataDir: settings.dataDir,
+        httpUrl,
+        sipHost: settings.sipHost,
+        sipPort: settings.sipPort,
+        operatorTokenPath: settings.operatorToken ? null : join(settings.dataDir, 'operator-token'),
+        ...demoKeys,
+      });
       writeDemoInfo(settings.dataDir, demo);
     }
 

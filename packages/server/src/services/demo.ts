@@ -37,6 +37,8 @@ export interface DemoInfo {
   httpUrl: string;
   sipHost: string;
   sipPort: number;
+  /** The generated operator secret's file, when HANDOFF_OPERATOR_TOKEN is not set. */
+  operatorTokenPath: string | null;
 }
 
 /**
@@ -89,7 +91,7 @@ export function writeDemoInfo(dataDir: string, info: DemoInfo): string {
   return path;
 }
 
-export function demoInfo(args: { dataDir: string; httpUrl: string; sipHost: string; sipPort: number; privateKeyPath: string; publicKeyPath: string }): DemoInfo {
+export function demoInfo(args: { dataDir: string; httpUrl: string; sipHost: string; sipPort: number; privateKeyPath: string; publicKeyPath: string; operatorTokenPath: string | null }): DemoInfo {
   return {
     orgId: DEMO.orgId,
     orgId18: toId18(DEMO.orgId),
@@ -105,5 +107,6 @@ export function demoInfo(args: { dataDir: string; httpUrl: string; sipHost: stri
     httpUrl: args.httpUrl,
     sipHost: args.sipHost,
     sipPort: args.sipPort,
+    operatorTokenPath: args.operatorTokenPath,
   };
 }

@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 // Node 20's --test does not expand globs: list the compiled test files here and hand them over.
-import { readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 
-const roots = process.argv.slice(2).length ? process.argv.slice(2) : ['packages/server/dist/test'];
+const roots = process.argv.slice(2).length ? process.argv.slice(2) : ['packages/server/dist/test', 'packages/client/dist/test'];
 const files = [];
 const walk = (dir) => {
   for (const name of readdirSync(dir).sort()) {
@@ -13,7 +13,7 @@ const walk = (dir) => {
     else if (name.endsWith('.test.js')) files.push(p);
   }
 };
-for (const r of roots) walk(r);
+for (const r of roots) if (existsSync(r)) walk(r);
 if (files.length === 0) {
   console.error('no test files found under', roots.join(', '));
   process.exit(1);

@@ -60,6 +60,7 @@ export async function startServer(settings: Settings, opts: { clock?: Clock; log
       : demoProvisioning((demoKeys = await ensureDemoKeys(settings.dataDir)).publicKeyPem, `sip:demo-agent@${settings.sipHost}:${settings.sipPort + 1}`);
     const result = await applyProvisioning(store, provisioning, clock.now());
     for (const orgId of result.touchedOrgs) services.auth.invalidateOrg(orgId);
+    services.refs.clear();
     logger.info({ source: settings.configFile ?? 'demo', changed: result.changed }, 'provisioning applied');
 
     app = await buildApp({ services, logger, bodyLimit: settings.bodyLimit, isReady: () => ready });

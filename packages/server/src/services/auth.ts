@@ -2,6 +2,7 @@ import type { Clock } from '../domain/clock.js';
 import { HandoffError } from '../domain/errors.js';
 import { TokenVerifier, type VerifiedToken } from '../domain/token.js';
 import type { Store } from '../store/store.js';
+import type { ReferenceCache } from './reference-cache.js';
 
 export interface AuthOptions {
   acceptedAudiences?: string[];
@@ -16,8 +17,9 @@ export class AuthService {
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
 
   constructor(
-    private readonly store: Store,
+    store: Store,
     private readonly clock: Clock,
+    private readonly refs: ReferenceCache,
     opts: AuthOptions = {},
   ) {
     this.verifier = new TokenVerifier({
@@ -53,7 +55,7 @@ export class AuthService {
    * Throws RATE_LIMITED with Retry-After when the org is over its rate.
    */
   async checkRate(orgId: string): Promise<void> {
-    const org = await this.store.getOrg(orgId);
+    const org = await this.refs.org(orgId);
     const rps = org?.quotas.requestsPerSecond ?? null;
     if (rps === null) return;
     const now = this.clock.now();

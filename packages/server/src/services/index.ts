@@ -7,6 +7,7 @@ import { AuthService } from './auth.js';
 import { LeaseService } from './lease-service.js';
 import { OperatorAuth } from './operator-auth.js';
 import { PoolAdmin } from './pools.js';
+import { ReferenceCache } from './reference-cache.js';
 import { ReservationService } from './reservations.js';
 import { VoiceCallService } from './voice-calls.js';
 
@@ -19,6 +20,8 @@ export interface ServiceOptions {
   metrics?: Metrics;
   /** Bearer secret of the operator endpoints; without it they are not served. */
   operatorToken?: string;
+  /** How long orgs, channels and pool countries are cached (ms, default 1000; 0 disables). */
+  referenceCacheMs?: number;
 }
 
 /** The services HTTP, SIP and the CLI share; built once by the composition root. */
@@ -32,9 +35,11 @@ export interface Services {
   reservations: ReservationService;
   pools: PoolAdmin;
   operator: OperatorAuth | null;
+  refs: ReferenceCache;
 }
 
 export function createServices(store: KyselyStore, clock: Clock, opts: ServiceOptions = {}): Services {
+  const refs = new ReferenceCache(store, clock, opts.referenceCacheMs ?? 1000);
   const leases = new LeaseService(new KyselyLeaseStore(store), {
     clock,
     ...(opts.leaseTtlSeconds !== undefined ? { ttlSeconds: opts.leaseTtlSeconds } : {}),
@@ -44,11 +49,12 @@ export function createServices(store: KyselyStore, clock: Clock, opts: ServiceOp
     store,
     clock,
     metrics: opts.metrics ?? new Metrics(),
-    auth: new AuthService(store, clock, opts),
+    auth: new AuthService(store, clock, refs, opts),
     voiceCalls: new VoiceCallService(store, clock),
     leases,
-    reservations: new ReservationService(store, leases),
-    pools: new PoolAdmin(store, leases, clock),
+    reservations: new ReservationService(store, leases, refs),
+    pools: new PoolAdmin(store, leases, clock, refs),
     operator: opts.operatorToken ? new OperatorAuth(opts.operatorToken) : null,
+    refs,
   };
 }

@@ -5,6 +5,7 @@ import { expandRange, MAX_NUMBERS_PER_ADD, parseNumberCsv } from '../domain/numb
 import type { Store } from '../store/store.js';
 import type { PoolNumber } from '../store/types.js';
 import type { LeaseService } from './lease-service.js';
+import type { ReferenceCache } from './reference-cache.js';
 
 export interface PoolView {
   country: string;
@@ -29,6 +30,7 @@ export class PoolAdmin {
     private readonly store: Store,
     private readonly leases: LeaseService,
     private readonly clock: Clock,
+    private readonly refs: ReferenceCache,
   ) {}
 
   async list(): Promise<PoolView[]> {
@@ -54,6 +56,7 @@ export class PoolAdmin {
     const clash = channels.find((c) => c !== null);
     if (clash) throw new HandoffError('CONFLICT', `${clash.number} is the address of channel ${clash.devName}; a channel number cannot be leased`);
     const added = await this.store.addPoolNumbers(countryRaw.toUpperCase(), numbers, this.clock.now());
+    this.refs.clear();
     return { added, given: numbers.length };
   }
 

@@ -5,6 +5,7 @@ import { requestHash } from '../domain/lease-policy.js';
 import { normalizeDomain } from '../domain/org-domain.js';
 import type { Store } from '../store/store.js';
 import type { LeaseService, ReserveResult } from './lease-service.js';
+import type { ReferenceCache } from './reference-cache.js';
 
 /** The documented body shapes, merged: flat fields, or `context` with `countryCode` or `country`. */
 export interface ReservationBody {
@@ -49,6 +50,7 @@ export class ReservationService {
   constructor(
     private readonly store: Store,
     private readonly leases: LeaseService,
+    private readonly refs: ReferenceCache,
   ) {}
 
   async reserve(orgId: string, body: ReservationBody, opts: { idempotencyKey: string | null; provider: string | null }): Promise<ReserveResult> {
@@ -78,18 +80,18 @@ export class ReservationService {
     const transactionId = bodyTx ?? opts.idempotencyKey;
 
     // 2. The org and its references.
-    const org = await this.store.getOrg(orgId);
+    const org = await this.refs.org(orgId);
     if (!org) throw new HandoffError('ORG_NOT_FOUND', 'The token names no known org');
     if (!org.features.numberPool) throw new HandoffError('FEATURE_NOT_ENABLED', 'This org does not have the numberPool feature');
     if (domain !== org.domain) invalid('scrt2Domain', "is not this org's domain");
-    const countries = await this.store.listPoolCountries();
+    const countries = await this.refs.poolCountries();
     if (!countries.includes(country)) {
       const supported = countries;
       throw new HandoffError('UNSUPPORTED_COUNTRY', `countryCode: no number pool for ${country}; supported: ${supported.join(', ') || 'none'}`, {
         details: { field: 'countryCode', supportedCountries: supported },
       });
     }
-    const channel = await this.store.getChannelByNumber(toNumber);
+    const channel = await this.refs.channelByNumber(toNumber);
     if (!channel || channel.orgId !== orgId) throw new HandoffError('CHANNEL_NOT_FOUND', 'toNumber: no channel of this org has that number', { details: { field: 'toNumber' } });
     if (callId !== null && !(await this.store.getVoiceCall(orgId, callId))) {
       throw new HandoffError('VOICE_CALL_NOT_FOUND', 'callId: no VoiceCall with that ID in this org', { details: { field: 'callId' } });

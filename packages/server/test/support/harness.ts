@@ -70,7 +70,8 @@ export async function makeHarness(name: 'sqlite' | 'postgres', opts: { clock?: C
   const pub = { a: a!.publicKeyPem, a2: a2!.publicKeyPem, aEc: aEc!.publicKeyPem, b: b!.publicKeyPem };
   await applyProvisioning(store, validateProvisioning(provisioningDoc(pub), 'test', '.'), clock.now());
   const metrics = new Metrics({ defaultMetrics: false });
-  const services = createServices(store, clock, { metrics, operatorToken: OPERATOR_TOKEN, ...(opts.services ?? {}) });
+  // Tests change orgs straight in the store, so reference caching is off here (it has its own test).
+  const services = createServices(store, clock, { metrics, operatorToken: OPERATOR_TOKEN, referenceCacheMs: 0, ...(opts.services ?? {}) });
   const app = await buildApp({ services, logger: false, bodyLimit: opts.bodyLimit ?? 64 * 1024, isReady: () => true });
   const keys = { a: a!.privateKeyPem, a2: a2!.privateKeyPem, aEc: aEc!.privateKeyPem, b: b!.privateKeyPem };
   return {

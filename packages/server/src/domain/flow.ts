@@ -69,3 +69,68 @@ export const FlowDefinition = Type.Object(
 );
 
 export type FlowDefinition = Static<typeof FlowDefinition>;
+
+/** What a flow sees of a call. */
+export interface FlowContext {
+  /** The caller in E.164, when known. */
+  caller: string | null;
+  /** The caller's ISO 3166-1 alpha-2 country, when known. */
+  callerCountry: string | null;
+  /** How the call arrived; null when the flow runs outside a SIP hand-off (omniFlow over HTTP). */
+  path: 'number' | 'uui' | null;
+  /** callAttributes of the VoiceCall, the UUI's extra fields and flowInputParameters, merged. */
+  attributes: Record<string, unknown>;
+}
+
+export interface FlowDecision {
+  /** Index of the rule that decided, or null when the fallback did. */
+  ruleIndex: number | null;
+  ruleName: string | null;
+  agent: string | null;
+  queue: string | null;
+  /** A SIP rejection chosen by the fallback. */
+  reject: { status: number; reason: string | null } | null;
+  /** VoiceCall fields set by every matching rule up to the deciding one, later ones winning. */
+  set: { queue?: string; callSubtype?: string; callOrigin?: string };
+}
+
+function matches(when: FlowDefinition['rules'][number]['when'], c: FlowContext): boolean {
+  if (!when) return true;
+  if (when.callerPrefix && !(c.caller !== null && when.callerPrefix.some((p) => c.caller!.startsWith(p)))) return false;
+  if (when.country && !(c.callerCountry !== null && when.country.includes(c.callerCountry))) return false;
+  if (when.path && !(c.path !== null && when.path.includes(c.path))) return false;
+  for (const [field, values] of Object.entries(when.attributes ?? {})) {
+    const v = c.attributes[field];
+    if (v === undefined || v === null || typeof v === 'object' || !values.includes(String(v))) return false;
+  }
+  return true;
+}
+
+/**
+ * Evaluates a flow: rules in order, each matching when all its conditions hold (a list matches any of
+ * its values). A matching rule's `set` applies; the first matching rule naming an agent or a queue
+ * decides; when none does, the fallback decides.
+ *
+ * @example
+ * evaluateFlow({ rules: [{ when: { path: ['uui'] }, agent: 'bot' }], fallback: { queue: 'humans' } },
+ *   { caller: '+14155551234', callerCountry: 'US', path: 'uui', attributes: {} }).agent; // 'bot'
+ */
+export function evaluateFlow(flow: FlowDefinition, c: FlowContext): FlowDecision {
+  const set: FlowDecision['set'] = {};
+  for (const [i, rule] of flow.rules.entries()) {
+    if (!matches(rule.when, c)) continue;
+    Object.assign(set, rule.set ?? {});
+    if (rule.agent !== undefined || rule.queue !== undefined) {
+      return { ruleIndex: i, ruleName: rule.name ?? null, agent: rule.agent ?? null, queue: rule.queue ?? null, reject: null, set };
+    }
+  }
+  const f = flow.fallback;
+  return {
+    ruleIndex: null,
+    ruleName: null,
+    agent: f.agent ?? null,
+    queue: f.queue ?? null,
+    reject: f.reject ? { status: f.reject.status, reason: f.reject.reason ?? null } : null,
+    set,
+  };
+}

@@ -9,6 +9,7 @@ import { OperatorAuth } from './operator-auth.js';
 import { PoolAdmin } from './pools.js';
 import { ReferenceCache } from './reference-cache.js';
 import { ReservationService } from './reservations.js';
+import { RoutingService } from './routing.js';
 import { VoiceCallService } from './voice-calls.js';
 
 export interface ServiceOptions {
@@ -36,6 +37,7 @@ export interface Services {
   pools: PoolAdmin;
   operator: OperatorAuth | null;
   refs: ReferenceCache;
+  routing: RoutingService;
 }
 
 export function createServices(store: KyselyStore, clock: Clock, opts: ServiceOptions = {}): Services {
@@ -56,5 +58,6 @@ export function createServices(store: KyselyStore, clock: Clock, opts: ServiceOp
     pools: new PoolAdmin(store, leases, clock, refs),
     operator: opts.operatorToken ? new OperatorAuth(opts.operatorToken) : null,
     refs,
+    routing: new RoutingService(store, clock),
   };
 }

@@ -44,7 +44,18 @@ export function provisioningDoc(pub: { a: string; a2: string; aEc: string; b: st
           { id: 'acme-ec', publicKey: pub.aEc },
         ],
         callCenters: [{ apiName: CC_A, name: 'Acme CC' }, { apiName: CC_A2 }],
-        flows: [{ name: 'main', rules: [{ agent: 'bot' }], fallback: { reject: { status: 503 } } }],
+        flows: [
+          { name: 'main', rules: [{ agent: 'bot' }], fallback: { reject: { status: 503 } } },
+          {
+            name: 'byDept',
+            rules: [
+              { name: 'billing', when: { attributes: { Department__c: ['Billing'] } }, agent: 'bot', set: { callSubtype: 'Billing' } },
+              { name: 'transfers', when: { path: ['uui'] }, agent: 'bot' },
+            ],
+            fallback: { queue: 'Humans' },
+          },
+          { name: 'rejecting', rules: [], fallback: { reject: { status: 486, reason: 'Busy here' } } },
+        ],
         channels: [{ devName: 'Acme_AI', number: CHANNEL_A, callCenter: CC_A, flow: 'main' }],
       },
       {

@@ -3,7 +3,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { toId18 } from '../../domain/ids.js';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Services } from '../../services/index.js';
-import { voiceCallView } from '../../services/voice-calls.js';
+import { parseCallAttributes, voiceCallView } from '../../services/voice-calls.js';
+import { HandoffError, isHandoffError } from '../../domain/errors.js';
 import { send } from '../reply.js';
 import { ErrorResponse } from '../schemas.js';
 
@@ -45,6 +46,19 @@ export const UpdateVoiceCallBody = Type.Object({
   queue: Type.Optional(Text255),
   callSubtype: Type.Optional(Text255),
   participants: Type.Optional(Type.Array(Participant, { maxItems: 20 })),
+});
+
+const OmniFlowBody = Type.Object({
+  dialedNumber: Type.Optional(Type.String({ maxLength: 16, description: 'The channel number whose flow runs' })),
+  flowDevName: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_]+$', maxLength: 80, description: 'Run this flow instead' })),
+  fallbackQueue: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+  flowInputParameters: Type.Optional(CallAttributes),
+});
+
+const OmniFlowResponse = Type.Object({
+  agent: Type.Union([Type.String(), Type.Null()]),
+  queue: Type.Union([Type.String(), Type.Null()]),
+  reject: Type.Optional(Type.Object({ status: Type.Integer(), reason: Type.Union([Type.String(), Type.Null()]) })),
 });
 
 const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 255, description: 'VoiceCall ID (15 or 18 chars) or vendorCallKey' }) });
@@ -104,6 +118,56 @@ export default async function voiceCallRoutes(app: FastifyInstance, opts: { serv
       logCall(request, reply, call.id);
       request.log.info('voice call updated');
       return send(request, reply, 200, { status: 'pending' });
+    },
+  );
+
+  r.patch(
+    '/voiceCalls/:id/omniFlow',
+    {
+      schema: {
+        summary: "Run a channel's flow for a call",
+        description:
+          'The flow of the channel at dialedNumber (or the flow named flowDevName, else the channel the call was made to) picks an agent or a queue; ' +
+          'fields the flow sets are stored on the call. With no decision and a fallbackQueue, that queue is the answer.',
+        params: IdParams,
+        body: OmniFlowBody,
+        response: { 200: OmniFlowResponse, ...errors },
+      },
+    },
+    async (request, reply) => {
+      const { orgId } = request.auth;
+      const body = request.body as Static<typeof OmniFlowBody>;
+      const call = await voiceCalls.find(orgId, request.params.id);
+      logCall(request, reply, call.id);
+      const dialed = body.dialedNumber ?? call.toNumber;
+      const channel = dialed ? await opts.services.store.getChannelByNumber(dialed) : null;
+      if (body.dialedNumber !== undefined && (!channel || channel.orgId !== orgId)) {
+        throw new HandoffError('CHANNEL_NOT_FOUND', 'dialedNumber: no channel of this org has that number', { details: { field: 'dialedNumber' } });
+      }
+      const inputs = body.flowInputParameters === undefined ? {} : parseCallAttributes(body.flowInputParameters);
+      let result;
+      try {
+        result = await opts.services.routing.route({
+          orgId,
+          channel: channel && channel.orgId === orgId ? channel : null,
+          flowName: body.flowDevName ?? null,
+          call,
+          path: null,
+          inputs,
+        });
+      } catch (err) {
+        // No flow at all: a fallbackQueue still answers, as the platform's own fallback would.
+        if (body.fallbackQueue && isHandoffError(err) && err.code === 'NOT_FOUND') return send(request, reply, 200, { agent: null, queue: body.fallbackQueue });
+        throw err;
+      }
+      const { decision } = result;
+      const queue = decision.queue ?? (decision.agent === null ? (body.fallbackQueue ?? null) : null);
+      request.log.info({ agent: decision.agent, queue, rule: decision.ruleName }, 'flow evaluated');
+      return send(request, reply, 200, {
+        agent: decision.agent,
+        queue,
+        ...(decision.reject && queue === null ? { reject: decision.reject } : {}),
+      });
     },
   );
 

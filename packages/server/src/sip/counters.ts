@@ -13,7 +13,8 @@ export type DropReason =
   | 'idle'
   | 'max-connections'
   | 'buffer-overflow'
-  | 'send-failed';
+  | 'send-failed'
+  | 'internal-error'; // a handler threw outside any transaction
 
 /** Plain-object view of {@link SipCounters}, for metrics and tests. */
 export interface SipCountersSnapshot {

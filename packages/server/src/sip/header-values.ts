@@ -106,8 +106,8 @@ export interface NameAddr {
  * token display name directly followed by `<` is accepted (lwsdisp).
  *
  * @example
- * const na = parseNameAddr('"J Rosenberg \\\\\\"" <sip:jdrosen@example.com>;tag=98asjd8');
- * // na.displayName === 'J Rosenberg \\"', na.tag === '98asjd8'
+ * const na = parseNameAddr('"Doe, J" <sip:j@example.com>;tag=98asjd8');
+ * // na.displayName === 'Doe, J', na.tag === '98asjd8', na.uri.kind === 'sip'
  */
 export function parseNameAddr(s: string): NameAddr | null {
   let i = skipWsp(s, 0);

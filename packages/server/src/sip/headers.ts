@@ -61,6 +61,12 @@ export function canonicalHeaderName(name: string): string {
   return known ? known[1] : name;
 }
 
+/** Lookup key and wire name of a header name in one pass (the parser's hot path). */
+export function headerNames(name: string): readonly [key: string, display: string] {
+  const lower = name.toLowerCase();
+  return NAMES.get(lower) ?? [lower, name];
+}
+
 /** True for headers whose values form a comma-separated list (see LIST_HEADERS). */
 export function isListHeader(key: string): boolean {
   return LIST_HEADERS.has(key);

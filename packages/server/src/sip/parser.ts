@@ -4,10 +4,9 @@
  * as a whole: only the header section becomes text, the body stays a Buffer.
  */
 import { isUtf8 } from 'node:buffer';
-import { SipHeaders, headerKey, canonicalHeaderName, isToken, isTokenChar } from './headers.js';
+import { SipHeaders, headerNames, isToken, isTokenChar } from './headers.js';
 import { parseBoundedInt, parseCSeq, parseContact, parseNameAddr, parseVia } from './header-values.js';
 import { KNOWN_METHODS, SipRequest, SipResponse, type SipMessage } from './message.js';
-import { parseUri } from './uri.js';
 
 /** Size limits applied while parsing. */
 export interface ParserLimits {
@@ -38,6 +37,8 @@ export class SipParseError {
     readonly reason: string,
     readonly request: SipRequest | undefined,
     readonly fatal: boolean,
+    /** What the input looked like: a request, a response, or not SIP at all. */
+    readonly kind: 'request' | 'response' | 'garbage',
   ) {}
 }
 
@@ -48,7 +49,6 @@ const ABSENT = -1;
 const INVALID = -2;
 const SIP_VERSION_RE = /^SIP\/[0-9]+\.[0-9]+$/i;
 const LOOKS_LIKE_REQUEST_RE = /SIP\/[0-9]+\.[0-9]+[ \t]*$/i;
-const NON_ASCII_RE = /[\x80-\xff]/;
 
 /** The header section of a message, split into lines but not yet validated. */
 interface Head {
@@ -89,9 +89,8 @@ function findHeaderEnd(buf: Buffer, from: number, to: number, maxLine: number): 
 }
 
 function decodeHead(buf: Buffer, start: number, end: number): [string, 'utf8' | 'latin1'] {
-  const text = buf.toString('latin1', start, end);
-  if (!NON_ASCII_RE.test(text)) return [text, 'utf8'];
-  return isUtf8(buf.subarray(start, end)) ? [buf.toString('utf8', start, end), 'utf8'] : [text, 'latin1'];
+  // isUtf8 is native and ASCII decodes on a fast path: the common case costs two quick passes
+  return isUtf8(buf.subarray(start, end)) ? [buf.toString('utf8', start, end), 'utf8'] : [buf.toString('latin1', start, end), 'latin1'];
 }
 
 function parseStartLine(line: string, head: Head): void {
@@ -189,9 +188,9 @@ function parseHead(buf: Buffer, start: number, end: number, limits: ParserLimits
       head.error ??= [513, 'too many header fields'];
       break;
     }
-    const name = line.slice(0, nameEnd);
-    head.names.push(canonicalHeaderName(name));
-    head.keys.push(headerKey(name));
+    const [key, display] = headerNames(line.slice(0, nameEnd));
+    head.names.push(display);
+    head.keys.push(key);
     head.values.push(line.slice(colon + 1).trim());
   }
   for (let i = 0; i < head.keys.length; i++) {
@@ -211,7 +210,8 @@ function partialRequest(head: Head): SipRequest | undefined {
 }
 
 function fail(head: Head, status: number, reason: string, fatal: boolean): SipParseError {
-  return new SipParseError(head.response ? 0 : status, reason, partialRequest(head), fatal);
+  const kind = head.garbage ? 'garbage' : head.response ? 'response' : 'request';
+  return new SipParseError(head.response ? 0 : status, reason, partialRequest(head), fatal, kind);
 }
 
 /** Header fields that must appear exactly once (RFC 3261 §8.1.1, §20; RFC 4475 multi01, insuf). */
@@ -403,9 +403,9 @@ export class SipStreamParser {
       }
       const from = Math.max(this.start, this.scan);
       const bodyStart = findHeaderEnd(buf, from, this.end, limits.maxLineLength);
-      if (bodyStart === -2) return this.die(new SipParseError(0, 'header line too long', undefined, true));
+      if (bodyStart === -2) return this.die(new SipParseError(513, 'header line too long', undefined, true, 'garbage'));
       if (bodyStart === -1) {
-        if (this.end - this.start > limits.maxMessageSize) return this.die(new SipParseError(0, 'message too large', undefined, true));
+        if (this.end - this.start > limits.maxMessageSize) return this.die(new SipParseError(513, 'message too large', undefined, true, 'garbage'));
         // resume at the last LF: the empty line that ends the section may follow it
         const lastLf = buf.lastIndexOf(10, this.end - 1);
         this.scan = lastLf >= this.start ? lastLf : this.start;

@@ -352,13 +352,22 @@ export class SipTransport {
     try {
       out = parseDatagram(buf, this.limits);
     } catch {
-      out = new SipParseError(0, 'parser failure', undefined, true); // defensive: never let input crash the listener
+      out = new SipParseError(0, 'parser failure', undefined, true, 'garbage'); // defensive: never let input crash the listener
     }
     this.deliver(out, src, limited);
   }
 
   private deliver(out: ReturnType<typeof parseDatagram>, src: SipSource, limited: boolean): void {
     if (out === null) return;
+    try {
+      this.dispatch(out, src, limited);
+    } catch {
+      // a bug in a handler must not take the listener (or the process) down with it
+      this.counters.dropped('internal-error');
+    }
+  }
+
+  private dispatch(out: SipMessage | SipParseError, src: SipSource, limited: boolean): void {
     const user = this.user!;
     if (out instanceof SipParseError) {
       this.counters.parseErrors++;
@@ -416,7 +425,7 @@ export class SipTransport {
       try {
         out = p.next();
       } catch {
-        out = new SipParseError(0, 'parser failure', undefined, true);
+        out = new SipParseError(0, 'parser failure', undefined, true, 'garbage');
       }
       if (out === null) break;
       if (out === KEEPALIVE_PING) {
@@ -424,7 +433,7 @@ export class SipTransport {
         continue;
       }
       let limited = false;
-      if (this.limiter && out.kind === 'request' && !this.limiter.allow(c.src.remoteAddress)) {
+      if (this.limiter && !(out instanceof SipParseError) && out.kind === 'request' && !this.limiter.allow(c.src.remoteAddress)) {
         if (this.limiter.options.action === 'drop') {
           this.counters.dropped('rate-limited');
           continue;

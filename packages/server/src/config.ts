@@ -147,6 +147,9 @@ const AgentConfig = Type.Object(
     webhookUrl: Type.Optional(Type.String({ pattern: '^https?://[^\\s]+$', maxLength: 2048 })),
     maxConcurrentCalls: Type.Optional(Type.Integer({ minimum: 1, maximum: 100000 })),
     org: Type.Optional(Type.String({ pattern: '^00D[A-Za-z0-9]{12}([A-Za-z0-9]{3})?$' })),
+    /** Bearer secret of the agent runtime (escalation), 24+ characters; or read from tokenFile. */
+    token: Type.Optional(Type.String({ minLength: 24, maxLength: 512 })),
+    tokenFile: Type.Optional(Type.String({ minLength: 1 })),
   },
   { additionalProperties: false },
 );
@@ -276,6 +279,17 @@ export function validateProvisioning(doc: unknown, source: string, baseDir: stri
   });
   (p.agents ?? []).forEach((a, i) => {
     if ((p.agents ?? []).findIndex((b) => b.name === a.name) !== i) fail(`agents.${i}.name`, `duplicate agent ${a.name}`);
+    if (a.token !== undefined && a.tokenFile !== undefined) fail(`agents.${i}`, 'give token or tokenFile, not both');
+    if (a.tokenFile !== undefined) {
+      const path = isAbsolute(a.tokenFile) ? a.tokenFile : resolve(baseDir, a.tokenFile);
+      try {
+        a.token = readFileSync(path, 'utf8').trim();
+      } catch (e) {
+        fail(`agents.${i}.tokenFile`, `cannot read ${path}: ${(e as Error).message}`);
+      }
+      if ((a.token ?? '').length < 24) fail(`agents.${i}.tokenFile`, 'the token must be at least 24 characters');
+      delete a.tokenFile;
+    }
   });
   return p;
 }

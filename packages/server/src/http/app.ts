@@ -10,6 +10,7 @@ import voiceCallRoutes from './routes/voice-calls.js';
 import reservationRoutes from './routes/reservations.js';
 import opsRoutes from './routes/ops.js';
 import operatorRoutes from './routes/operator.js';
+import escalationRoutes from './routes/escalation.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -57,6 +58,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       components: {
         securitySchemes: {
           bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'Partner JWT (RS256/ES256) signed with a key registered for the org' },
+          agentAuth: { type: 'http', scheme: 'bearer', description: "An agent runtime's secret (agents[].token in the provisioning file)" },
           operatorAuth: { type: 'http', scheme: 'bearer', description: 'The operator secret (HANDOFF_OPERATOR_TOKEN or <dataDir>/operator-token)' },
         },
       },
@@ -110,6 +112,9 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     },
     { prefix: '/telephony/v1' },
   );
+
+  // Agent runtimes: their own bearer secret, outside the partner JWT scope.
+  await app.register(escalationRoutes, { services });
 
   const operator = services.operator;
   if (operator) await app.register(operatorRoutes, { services, operator });

@@ -4,6 +4,7 @@ import type { KyselyStore } from '../store/kysely-store.js';
 import { KyselyLeaseStore } from '../store/lease-store.js';
 import type { Store } from '../store/store.js';
 import { AuthService } from './auth.js';
+import { EscalationService } from './escalation.js';
 import { LeaseService } from './lease-service.js';
 import { OperatorAuth } from './operator-auth.js';
 import { PoolAdmin } from './pools.js';
@@ -38,6 +39,7 @@ export interface Services {
   operator: OperatorAuth | null;
   refs: ReferenceCache;
   routing: RoutingService;
+  escalation: EscalationService;
 }
 
 export function createServices(store: KyselyStore, clock: Clock, opts: ServiceOptions = {}): Services {
@@ -59,5 +61,6 @@ export function createServices(store: KyselyStore, clock: Clock, opts: ServiceOp
     operator: opts.operatorToken ? new OperatorAuth(opts.operatorToken) : null,
     refs,
     routing: new RoutingService(store, clock),
+    escalation: new EscalationService(store, clock),
   };
 }

@@ -3,6 +3,7 @@ import { isHandoffError } from '../domain/errors.js';
 import { normalizeDomain } from '../domain/org-domain.js';
 import { describeKey } from '../domain/token.js';
 import type { Store } from '../store/store.js';
+import { hashSecret } from './operator-auth.js';
 
 export interface ProvisioningResult {
   /** How many records were created or changed; 0 when the file matched the database already. */
@@ -73,7 +74,14 @@ export async function applyProvisioning(store: Store, p: Provisioning, now: numb
     for (const a of p.agents ?? []) {
       count(
         await tx.upsertAgent(
-          { name: a.name, orgId: a.org?.slice(0, 15) ?? null, sipUri: a.sipUri, webhookUrl: a.webhookUrl ?? null, maxConcurrentCalls: a.maxConcurrentCalls ?? 10 },
+          {
+            name: a.name,
+            orgId: a.org?.slice(0, 15) ?? null,
+            sipUri: a.sipUri,
+            webhookUrl: a.webhookUrl ?? null,
+            maxConcurrentCalls: a.maxConcurrentCalls ?? 10,
+            tokenHash: a.token === undefined ? null : hashSecret(a.token),
+          },
           now,
         ),
       );

@@ -89,6 +89,7 @@ function toAgent(r: Database['agents']): Agent {
     sipUri: r.sip_uri,
     webhookUrl: r.webhook_url,
     maxConcurrentCalls: r.max_concurrent_calls,
+    tokenHash: r.token_hash,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };
@@ -351,7 +352,7 @@ export class KyselyStore implements Store {
   }
 
   async upsertAgent(agent: AgentInput, now: number): Promise<boolean> {
-    const cols = ['org_id', 'sip_uri', 'webhook_url', 'max_concurrent_calls'] as const;
+    const cols = ['org_id', 'sip_uri', 'webhook_url', 'max_concurrent_calls', 'token_hash'] as const;
     const r = await this.db
       .insertInto('agents')
       .values({
@@ -360,6 +361,7 @@ export class KyselyStore implements Store {
         sip_uri: agent.sipUri,
         webhook_url: agent.webhookUrl,
         max_concurrent_calls: agent.maxConcurrentCalls,
+        token_hash: agent.tokenHash,
         created_at: now,
         updated_at: now,
       })
@@ -375,6 +377,11 @@ export class KyselyStore implements Store {
 
   async getAgent(name: string): Promise<Agent | null> {
     const r = await this.db.selectFrom('agents').selectAll().where('name', '=', name).executeTakeFirst();
+    return r ? toAgent(r) : null;
+  }
+
+  async getAgentByTokenHash(tokenHash: string): Promise<Agent | null> {
+    const r = await this.db.selectFrom('agents').selectAll().where('token_hash', '=', tokenHash).executeTakeFirst();
     return r ? toAgent(r) : null;
   }
 
@@ -485,6 +492,11 @@ export class KyselyStore implements Store {
 
   async getVoiceCall(orgId: string, id: string): Promise<VoiceCall | null> {
     const r = await this.db.selectFrom('voice_calls').selectAll().where('id', '=', id).where('org_id', '=', orgId).executeTakeFirst();
+    return r ? toVoiceCall(r) : null;
+  }
+
+  async getVoiceCallAnyOrg(id: string): Promise<VoiceCall | null> {
+    const r = await this.db.selectFrom('voice_calls').selectAll().where('id', '=', id).executeTakeFirst();
     return r ? toVoiceCall(r) : null;
   }
 

@@ -52,6 +52,7 @@ export interface AgentsTable {
   sip_uri: string;
   webhook_url: string | null;
   max_concurrent_calls: number;
+  token_hash: string | null;
   created_at: number;
   updated_at: number;
 }

@@ -57,6 +57,7 @@ export interface Store {
 
   upsertAgent(agent: AgentInput, now: number): Promise<boolean>;
   getAgent(name: string): Promise<Agent | null>;
+  getAgentByTokenHash(tokenHash: string): Promise<Agent | null>;
   listAgents(): Promise<Agent[]>;
 
   ensurePool(country: string, now: number): Promise<boolean>;
@@ -73,6 +74,8 @@ export interface Store {
   /** Inserts a VoiceCall; when the org already has one with the same vendorCallKey, returns that instead. */
   insertVoiceCall(call: VoiceCallInput, now: number): Promise<{ created: boolean; call: VoiceCall }>;
   getVoiceCall(orgId: string, id: string): Promise<VoiceCall | null>;
+  /** By ID alone, for callers that are not an org (agent runtimes); IDs are unique across orgs. */
+  getVoiceCallAnyOrg(id: string): Promise<VoiceCall | null>;
   getVoiceCallByVendorKey(orgId: string, vendorCallKey: string): Promise<VoiceCall | null>;
   updateVoiceCall(orgId: string, id: string, patch: VoiceCallPatch, now: number): Promise<VoiceCall | null>;
   listChildCalls(orgId: string, parentId: string): Promise<VoiceCall[]>;

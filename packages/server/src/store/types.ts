@@ -71,6 +71,8 @@ export interface Agent {
   sipUri: string;
   webhookUrl: string | null;
   maxConcurrentCalls: number;
+  /** SHA-256 (hex) of the agent runtime's bearer secret, or null when it has none. */
+  tokenHash: string | null;
   createdAt: number;
   updatedAt: number;
 }

@@ -107,12 +107,14 @@ describeEachBackend('store', ({ store, backend }) => {
     // A channel number is globally unique: SIP routes on it before knowing the org.
     await assert.rejects(store().upsertChannel({ ...ch, orgId: OTHER, devName: 'Other_AI' }, T0));
 
-    const agent = { name: 'demo', orgId: null, sipUri: 'sip:demo@127.0.0.1:5070', webhookUrl: null, maxConcurrentCalls: 5 };
+    const agent = { name: 'demo', orgId: null, sipUri: 'sip:demo@127.0.0.1:5070', webhookUrl: null, maxConcurrentCalls: 5, tokenHash: 'ab'.repeat(32) };
     assert.equal(await store().upsertAgent(agent, T0), true);
     assert.equal(await store().upsertAgent(agent, T0), false);
     assert.equal(await store().upsertAgent({ ...agent, maxConcurrentCalls: 6 }, T0), true);
     assert.equal((await store().getAgent('demo'))?.maxConcurrentCalls, 6);
     assert.equal((await store().listAgents()).length, 1);
+    assert.equal((await store().getAgentByTokenHash('ab'.repeat(32)))?.name, 'demo');
+    assert.equal(await store().getAgentByTokenHash('cd'.repeat(32)), null);
   });
 
   test('pools: add numbers once, drain, summarise', async () => {

@@ -18,6 +18,8 @@ export const CC_A2 = 'AcmeSecondCenter';
 export const CHANNEL_A = '+14155550100';
 export const CHANNEL_B = '+14155550200';
 export const OPERATOR_TOKEN = 'operator-secret-for-tests-0123456789';
+export const AGENT_TOKEN = 'agent-secret-of-bot-0123456789abcdef';
+export const OTHER_AGENT_TOKEN = 'agent-secret-of-other-bot-0123456789';
 
 export interface Harness {
   backend: Backend;
@@ -68,7 +70,10 @@ export function provisioningDoc(pub: { a: string; a2: string; aEc: string; b: st
       },
     ],
     pools: [{ country: 'US', ranges: [{ from: '+12125550100', to: '+12125550104' }] }],
-    agents: [{ name: 'bot', sipUri: 'sip:bot@127.0.0.1:5099', maxConcurrentCalls: 2 }],
+    agents: [
+      { name: 'bot', sipUri: 'sip:bot@127.0.0.1:5099', maxConcurrentCalls: 2, token: AGENT_TOKEN },
+      { name: 'other-bot', sipUri: 'sip:other@127.0.0.1:5098', token: OTHER_AGENT_TOKEN },
+    ],
   };
 }
 

@@ -4,4 +4,5 @@ export { loadSettings, loadProvisioningFile, ConfigError, type Settings, type Pr
 export { HandoffError, ERROR_CODES, type ErrorCode } from './domain/errors.js';
 export { mintToken, generateKeyPair } from './domain/token-mint.js';
 export { TokenVerifier, describeKey, type VerifiedToken } from './domain/token.js';
-export { caseSafeSuffix, toId18, normalizeSfId } from './domain/ids.js';
+export { caseSafeSuffix, toId18, normalizeSfId, newVoiceCallId } from './domain/ids.js';
+export { decodeUuiValue, parseUuiContext, encodeUui } from './domain/uui.js';

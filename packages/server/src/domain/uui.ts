@@ -60,7 +60,7 @@ export function decodeUuiValue(value: string, maxDecoded = DEFAULT_MAX_UUI_DECOD
   const encoding = params.get('encoding')?.toLowerCase();
   if (data.startsWith('{')) {
     if (encoding !== undefined) bad('JSON data cannot carry an encoding parameter');
-    if (data.length > maxDecoded) bad(`the decoded text is longer than ${maxDecoded} characters`);
+    if ([...data].length > maxDecoded) bad(`the decoded text is longer than ${maxDecoded} characters`);
     return data;
   }
   if (encoding !== undefined && encoding !== 'hex') bad(`unsupported encoding ${encoding}`);

@@ -40,6 +40,11 @@ export interface TokenVerifierDeps {
   maxTokenLength?: number;
   /** Entries of the verification cache; default 10000, 0 disables it. */
   cacheSize?: number;
+  /**
+   * A cached verification is redone after this long (default: until exp), so a key revoked by
+   * another process (CLI, another instance) stops working within it.
+   */
+  maxCacheAgeSeconds?: number;
 }
 
 /** The claims of an accepted token, normalized. */
@@ -210,6 +215,8 @@ interface CacheEntry {
   token: VerifiedToken;
   /** Expiry of the key that verified it: past it, the token is verified again (and refused). */
   keyExpiresAt: number | null;
+  /** When it was verified: entries older than maxCacheAgeSeconds are verified again. */
+  verifiedAt: number;
 }
 
 interface ParsedToken {
@@ -236,6 +243,7 @@ export class TokenVerifier {
 
   private readonly skewMs: number;
   private readonly maxLifetimeSeconds: number;
+  private readonly maxCacheAgeMs: number;
   private readonly maxTokenLength: number;
   private readonly acceptedAudiences: ReadonlySet<string>;
   private readonly cache: LruMap<string, CacheEntry>;
@@ -244,6 +252,7 @@ export class TokenVerifier {
   constructor(private readonly deps: TokenVerifierDeps) {
     this.skewMs = (deps.maxSkewSeconds ?? 60) * 1000;
     this.maxLifetimeSeconds = deps.maxLifetimeSeconds ?? 86_400;
+    this.maxCacheAgeMs = (deps.maxCacheAgeSeconds ?? Infinity) * 1000;
     this.maxTokenLength = deps.maxTokenLength ?? 8192;
     this.acceptedAudiences = new Set(deps.acceptedAudiences ?? []);
     this.cache = new LruMap(deps.cacheSize ?? 10_000);
@@ -268,12 +277,12 @@ export class TokenVerifier {
         this.cache.delete(cacheKey);
         reject('expired', 'token has expired');
       }
-      if (cached.keyExpiresAt === null || now < cached.keyExpiresAt) {
+      if ((cached.keyExpiresAt === null || now < cached.keyExpiresAt) && now - cached.verifiedAt < this.maxCacheAgeMs) {
         this.stats.cacheHits++;
         await this.claimJti(cached.token);
         return cached.token;
       }
-      // The signing key expired since: fall through so the full check reports it.
+      // The signing key expired, or the entry is old enough that a revocation elsewhere must be seen.
       this.cache.delete(cacheKey);
     }
 
@@ -286,7 +295,7 @@ export class TokenVerifier {
     const used = await this.checkSignature(token, parsed.alg, candidates);
     const verified = await this.checkClaims(parsed, orgId, used.key.id);
     await this.claimJti(verified);
-    this.cache.set(cacheKey, { token: verified, keyExpiresAt: used.prepared.expiresAt });
+    this.cache.set(cacheKey, { token: verified, keyExpiresAt: used.prepared.expiresAt, verifiedAt: this.deps.clock.now() });
     return verified;
   }
 

@@ -25,6 +25,8 @@ export class AuthService {
     this.verifier = new TokenVerifier({
       clock,
       acceptedAudiences: opts.acceptedAudiences ?? [],
+      // Key revocations made by the CLI or another instance take effect within this.
+      maxCacheAgeSeconds: 30,
       loadKeys: async (orgId) => {
         const keys = await store.listKeys(orgId);
         return keys.map((k) => ({ id: k.id, orgId: k.orgId, kid: k.kid, pem: k.pem, expiresAt: k.expiresAt, revoked: k.revokedAt !== null }));

@@ -504,6 +504,19 @@ describe('TokenVerifier cache', () => {
     await assertRejected(verifier, token, 'key_revoked');
   });
 
+  test('maxCacheAgeSeconds: a revocation made elsewhere is seen once the entry is that old', async () => {
+    const clock = new ManualClock();
+    const { verifier, mint, registry } = setup({ clock, deps: { maxCacheAgeSeconds: 30 } });
+    const token = await mint({ ttlSeconds: 3600 });
+    await verifier.verify(token);
+    registry.set(ORG, [registered('k1', rsa.publicKeyPem, { revoked: true })]);
+    clock.advance(29_000);
+    await verifier.verify(token);
+    assert.deepEqual(verifier.stats, { cacheHits: 1, signatureChecks: 1 });
+    clock.advance(1_000);
+    await assertRejected(verifier, token, 'key_revoked');
+  });
+
   test('clear forgets every entry', async () => {
     const { verifier, mint } = setup();
     const token = await mint();

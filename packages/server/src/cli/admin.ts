@@ -1,8 +1,10 @@
 import { readFileSync } from 'node:fs';
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { loadSettings } from '../config.js';
 import { systemClock } from '../domain/clock.js';
-import { toId18 } from '../domain/ids.js';
+import { HandoffError } from '../domain/errors.js';
+import { normalizeSfId, ORG_PREFIX, toId18 } from '../domain/ids.js';
+import { describeKey } from '../domain/token.js';
 import { createServices, type Services } from '../services/index.js';
 import { openStore } from '../store/open-store.js';
 
@@ -94,6 +96,144 @@ export function addAdminCommands(program: Command): void {
           uid: l.uid,
         }));
         print(!!o.json, rows, ['routableNumber', 'fromNumber', 'orgId', 'voiceCallId', 'transactionId', 'secondsLeft']);
+      }),
+    );
+}
+
+function orgArg(v: string): string {
+  const id = normalizeSfId(v, ORG_PREFIX);
+  if (id === null) throw new InvalidArgumentError('must be a 15- or 18-character org ID');
+  return id;
+}
+
+export function addTenantCommands(program: Command): void {
+  program
+    .command('orgs')
+    .description('orgs with their domain, features, quotas and keys')
+    .option('--json', 'machine-readable output')
+    .action((o: { json?: boolean }) =>
+      withServices(async (s) => {
+        const rows = await Promise.all(
+          (await s.store.listOrgs()).map(async (org) => {
+            const keys = await s.store.listKeys(org.id);
+            return {
+              orgId: toId18(org.id),
+              name: org.name,
+              domain: org.domain,
+              numberPool: org.features.numberPool,
+              maxLiveLeases: org.quotas.maxLiveLeases,
+              requestsPerSecond: org.quotas.requestsPerSecond,
+              activeKeys: keys.filter((k) => k.revokedAt === null && (k.expiresAt === null || k.expiresAt > s.clock.now())).length,
+            };
+          }),
+        );
+        print(!!o.json, rows, ['orgId', 'name', 'domain', 'numberPool', 'maxLiveLeases', 'requestsPerSecond', 'activeKeys']);
+      }),
+    );
+
+  const keys = program.command('keys').description("an org's token-signing keys: list, add, rotate, revoke");
+  keys
+    .command('list', { isDefault: true })
+    .requiredOption('--org <orgId>', 'the org', orgArg)
+    .option('--json', 'machine-readable output')
+    .action((o: { org: string; json?: boolean }) =>
+      withServices(async (s) => {
+        const rows = (await s.store.listKeys(o.org)).map((k) => ({
+          id: k.id,
+          kid: k.kid,
+          alg: k.alg,
+          expiresAt: k.expiresAt === null ? null : new Date(k.expiresAt).toISOString(),
+          revokedAt: k.revokedAt === null ? null : new Date(k.revokedAt).toISOString(),
+        }));
+        print(!!o.json, rows, ['id', 'kid', 'alg', 'expiresAt', 'revokedAt']);
+      }),
+    );
+  const addKey = async (s: Services, o: { org: string; id: string; publicKey?: string; certificate?: string; kid?: string; expires?: string }) => {
+    const file = o.publicKey ?? o.certificate;
+    if ((o.publicKey === undefined) === (o.certificate === undefined)) throw new InvalidArgumentError('give exactly one of --public-key and --certificate');
+    if (!(await s.store.getOrg(o.org))) throw new HandoffError('ORG_NOT_FOUND', `no org ${o.org}`);
+    if (await s.store.getKey(o.id)) throw new HandoffError('CONFLICT', `a key named ${o.id} exists already`);
+    const pem = readFileSync(file!, 'utf8').trim() + '\n';
+    const desc = describeKey(pem);
+    const expiresAt = o.expires ? Date.parse(o.expires) : desc.certificateExpiresAt;
+    if (Number.isNaN(expiresAt)) throw new InvalidArgumentError('--expires must be an ISO 8601 date-time');
+    await s.store.upsertKey({ id: o.id, orgId: o.org, kid: o.kid ?? null, alg: desc.alg, pem, expiresAt }, s.clock.now());
+    return desc.alg;
+  };
+  keys
+    .command('add')
+    .description('register a public key or certificate for an org')
+    .requiredOption('--org <orgId>', 'the org', orgArg)
+    .requiredOption('--id <name>', 'unique name of the key')
+    .option('--public-key <file>', 'SPKI public key PEM')
+    .option('--certificate <file>', 'X.509 certificate PEM')
+    .option('--kid <kid>', 'tokens with this kid header use this key')
+    .option('--expires <date>', 'expiry (ISO 8601); a certificate expires at its notAfter anyway')
+    .action((o: { org: string; id: string; publicKey?: string; certificate?: string; kid?: string; expires?: string }) =>
+      withServices(async (s) => {
+        process.stdout.write(`key ${o.id} (${await addKey(s, o)}) added to ${toId18(o.org)}\n`);
+      }),
+    );
+  keys
+    .command('rotate')
+    .description('add a new key and revoke the old one (tokens signed by it stop within 30 s)')
+    .requiredOption('--org <orgId>', 'the org', orgArg)
+    .requiredOption('--id <name>', 'unique name of the new key')
+    .requiredOption('--revoke <name>', 'the key it replaces')
+    .option('--public-key <file>', 'SPKI public key PEM')
+    .option('--certificate <file>', 'X.509 certificate PEM')
+    .option('--kid <kid>', 'kid of the new key')
+    .option('--expires <date>', 'expiry of the new key (ISO 8601)')
+    .action((o: { org: string; id: string; revoke: string; publicKey?: string; certificate?: string; kid?: string; expires?: string }) =>
+      withServices(async (s) => {
+        const old = await s.store.getKey(o.revoke);
+        if (!old || old.orgId !== o.org) throw new HandoffError('NOT_FOUND', `no key ${o.revoke} in org ${toId18(o.org)}`);
+        await s.store.transaction(async (tx) => {
+          await addKey({ ...s, store: tx }, o);
+          await tx.revokeKey(o.revoke, s.clock.now());
+        });
+        process.stdout.write(`key ${o.id} added, ${o.revoke} revoked\n`);
+      }),
+    );
+  keys
+    .command('revoke <name>')
+    .description('revoke a key (tokens signed by it stop within 30 s on every instance)')
+    .action((name: string) =>
+      withServices(async (s) => {
+        if (!(await s.store.getKey(name))) throw new HandoffError('NOT_FOUND', `no key ${name}`);
+        const done = await s.store.revokeKey(name, s.clock.now());
+        process.stdout.write(done ? `key ${name} revoked\n` : `key ${name} was already revoked\n`);
+      }),
+    );
+
+  program
+    .command('calls')
+    .description('recent calls with their hand-off path, outcome and agent')
+    .option('--org <orgId>', 'only this org', orgArg)
+    .option('--limit <n>', 'how many (default 20)', (v: string) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1 || n > 1000) throw new InvalidArgumentError('must be 1 to 1000');
+      return n;
+    }, 20)
+    .option('--json', 'machine-readable output')
+    .action((o: { org?: string; limit: number; json?: boolean }) =>
+      withServices(async (s) => {
+        const rows = (await s.store.listRecentCalls(o.org ?? null, o.limit)).map((c) => ({
+          voiceCallId: toId18(c.id),
+          orgId: toId18(c.orgId),
+          createdAt: new Date(c.createdAt).toISOString(),
+          from: c.fromNumber,
+          to: c.toNumber,
+          initiationMethod: c.initiationMethod,
+          parentVoiceCallId: c.parentVoiceCallId ? toId18(c.parentVoiceCallId) : null,
+          path: (c.handoff?.['path'] as string | undefined) ?? null,
+          agent: (c.handoff?.['agent'] as string | undefined) ?? null,
+          status: c.status,
+          active: c.isActiveCall,
+          disconnectReason: c.disconnectReason,
+          escalated: c.escalation !== null,
+        }));
+        print(!!o.json, rows, ['voiceCallId', 'createdAt', 'from', 'to', 'initiationMethod', 'path', 'agent', 'status', 'disconnectReason', 'escalated']);
       }),
     );
 }

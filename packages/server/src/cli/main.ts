@@ -4,7 +4,7 @@ import { ConfigError, loadSettings } from '../config.js';
 import { isHandoffError } from '../domain/errors.js';
 import { mintToken } from '../domain/token-mint.js';
 import { demoBanner, startServer } from '../server.js';
-import { addAdminCommands } from './admin.js';
+import { addAdminCommands, addTenantCommands } from './admin.js';
 
 function positiveInt(value: string): number {
   const n = Number(value);
@@ -68,6 +68,7 @@ export function buildProgram(): Command {
     });
 
   addAdminCommands(program);
+  addTenantCommands(program);
   return program;
 }
 

@@ -533,6 +533,12 @@ export class KyselyStore implements Store {
     return rows.map(toVoiceCall);
   }
 
+  async listRecentCalls(orgId: string | null, limit: number): Promise<VoiceCall[]> {
+    let q = this.db.selectFrom('voice_calls').selectAll();
+    if (orgId !== null) q = q.where('org_id', '=', orgId);
+    return (await q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(limit).execute()).map(toVoiceCall);
+  }
+
   async claimJti(orgId: string, jti: string, expiresAt: number, now: number): Promise<boolean> {
     // An expired record of the same jti may be reclaimed; a live one may not.
     const r = await this.db

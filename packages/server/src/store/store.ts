@@ -79,6 +79,8 @@ export interface Store {
   getVoiceCallByVendorKey(orgId: string, vendorCallKey: string): Promise<VoiceCall | null>;
   updateVoiceCall(orgId: string, id: string, patch: VoiceCallPatch, now: number): Promise<VoiceCall | null>;
   listChildCalls(orgId: string, parentId: string): Promise<VoiceCall[]>;
+  /** The most recently created calls, newest first, of one org or of all. */
+  listRecentCalls(orgId: string | null, limit: number): Promise<VoiceCall[]>;
 
   /** Records a token's jti until expiresAt; false when it is already recorded and not yet expired. */
   claimJti(orgId: string, jti: string, expiresAt: number, now: number): Promise<boolean>;

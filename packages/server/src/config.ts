@@ -2,9 +2,13 @@ import { readFileSync } from 'node:fs';
 import { dirname, extname, isAbsolute, resolve } from 'node:path';
 import { Type, type Static, type TSchema } from 'typebox';
 import { Value } from 'typebox/value';
+import { isSupportedCountry, type CountryCode } from 'libphonenumber-js';
 import YAML from 'yaml';
 import { FlowDefinition } from './domain/flow.js';
 import { expandRange } from './domain/number-list.js';
+import { AddressList } from './domain/address-list.js';
+import { DEFAULT_MAX_UUI_DECODED } from './domain/uui.js';
+import { WEBHOOK_EVENT_TYPES, webhookUrlProblem } from './domain/webhook-signature.js';
 
 /** Process settings, all from the environment (see README "Configuration"). */
 export interface Settings {
@@ -26,10 +30,22 @@ export interface Settings {
   leaseCooldownSeconds: number;
   /** Bearer secret of the operator endpoints (admin API, resolver); generated into the data dir when unset. */
   operatorToken: string | undefined;
+  /** Webhook retry policy (see services/webhooks.ts). */
+  webhooks: { maxAttempts: number; attemptTimeoutMs: number; retryBaseMs: number; retryMaxMs: number };
+  /** SIP ingress beyond host and port (see {@link loadSipSettings}). */
+  sip: SipSettings;
 }
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
+}
+
+function intSetting(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
+  const value = env[name];
+  if (value === undefined || value === '') return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) throw new ConfigError(`${name} must be an integer from ${min} to ${max} (got "${value}")`);
+  return n;
 }
 
 function port(name: string, value: string | undefined, fallback: number): number {
@@ -40,6 +56,63 @@ function port(name: string, value: string | undefined, fallback: number): number
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** SIP ingress settings (README "SIP ingress"). */
+export interface SipSettings {
+  /** TLS listener: PEM certificate chain and key read from HANDOFF_SIP_TLS_CERT/KEY; null when unset. */
+  tls: { port: number; cert: string; key: string } | null;
+  /** Host written in Via and Record-Route (default: the bound address). */
+  advertisedHost: string | undefined;
+  /** `proxy`: stateful record-routing proxy to the agent; `redirect`: 302 to the agent. */
+  mode: 'proxy' | 'redirect';
+  /** ISO 3166-1 alpha-2 country whose numbering plan national numbers follow. */
+  defaultCountry: CountryCode;
+  /** Requests per second one source address may send (0: no limit). */
+  rateLimit: number;
+  /** Longest decoded UUI text, in characters. */
+  uuiMaxDecoded: number;
+  /** The built-in demo agent (demo tenant only): UDP/TCP port on 127.0.0.1 and when it hangs up. */
+  demoAgent: { port: number; hangupSeconds: number };
+}
+
+function readPem(name: string, file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ConfigError(`${name}: cannot read ${file}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * The HANDOFF_SIP_* settings. `sipPort` is HANDOFF_SIP_PORT: the demo agent defaults to the next
+ * port (or a free one when the ingress port is 0).
+ */
+export function loadSipSettings(env: NodeJS.ProcessEnv, sipPort: number): SipSettings {
+  const certFile = env.HANDOFF_SIP_TLS_CERT || undefined;
+  const keyFile = env.HANDOFF_SIP_TLS_KEY || undefined;
+  if ((certFile === undefined) !== (keyFile === undefined)) throw new ConfigError('HANDOFF_SIP_TLS_CERT and HANDOFF_SIP_TLS_KEY must be set together');
+  const tls =
+    certFile && keyFile
+      ? { port: port('HANDOFF_SIP_TLS_PORT', env.HANDOFF_SIP_TLS_PORT, 5061), cert: readPem('HANDOFF_SIP_TLS_CERT', certFile), key: readPem('HANDOFF_SIP_TLS_KEY', keyFile) }
+      : null;
+  const mode = env.HANDOFF_SIP_MODE || 'proxy';
+  if (mode !== 'proxy' && mode !== 'redirect') throw new ConfigError(`HANDOFF_SIP_MODE must be proxy or redirect (got "${mode}")`);
+  const country = (env.HANDOFF_SIP_DEFAULT_COUNTRY || 'US').toUpperCase();
+  if (!isSupportedCountry(country)) throw new ConfigError(`HANDOFF_SIP_DEFAULT_COUNTRY must be an ISO 3166-1 alpha-2 country with a numbering plan (got "${country}")`);
+  return {
+    tls,
+    advertisedHost: env.HANDOFF_SIP_ADVERTISED_HOST || undefined,
+    mode,
+    defaultCountry: country,
+    rateLimit: intSetting(env, 'HANDOFF_SIP_RATE_LIMIT', 200, 0, 1_000_000),
+    uuiMaxDecoded: intSetting(env, 'HANDOFF_UUI_MAX_DECODED', DEFAULT_MAX_UUI_DECODED, 64, 16_384),
+    demoAgent: {
+      // the next port, or the one after when TLS listens there (5061 is SIP over TLS's own port)
+      port: port('HANDOFF_DEMO_AGENT_PORT', env.HANDOFF_DEMO_AGENT_PORT, sipPort === 0 ? 0 : tls?.port === sipPort + 1 ? sipPort + 2 : sipPort + 1),
+      hangupSeconds: intSetting(env, 'HANDOFF_DEMO_AGENT_HANGUP_SECONDS', 30, 1, 86_400),
+    },
+  };
+}
 
 export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   const logLevel = env.HANDOFF_LOG_LEVEL || 'info';
@@ -70,6 +143,13 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     leaseTtlSeconds,
     leaseCooldownSeconds,
     operatorToken,
+    sip: loadSipSettings(env, port('HANDOFF_SIP_PORT', env.HANDOFF_SIP_PORT, 5060)),
+    webhooks: {
+      maxAttempts: intSetting(env, 'HANDOFF_WEBHOOK_MAX_ATTEMPTS', 15, 1, 100),
+      attemptTimeoutMs: intSetting(env, 'HANDOFF_WEBHOOK_TIMEOUT_MS', 10_000, 100, 120_000),
+      retryBaseMs: intSetting(env, 'HANDOFF_WEBHOOK_RETRY_BASE_MS', 1000, 10, 3_600_000),
+      retryMaxMs: intSetting(env, 'HANDOFF_WEBHOOK_RETRY_MAX_MS', 600_000, 10, 86_400_000),
+    },
   };
 }
 
@@ -88,6 +168,18 @@ const KeyConfig = Type.Object(
     certificate: Type.Optional(Type.String({ minLength: 1 })),
     certificateFile: Type.Optional(Type.String({ minLength: 1 })),
     expiresAt: Type.Optional(Type.String({ format: 'date-time' })),
+  },
+  { additionalProperties: false },
+);
+
+const WebhookConfig = Type.Object(
+  {
+    id: Type.String({ pattern: '^[A-Za-z0-9_.:-]+$', maxLength: 128 }),
+    url: Type.String({ pattern: '^https?://[^\\s]+$', maxLength: 2048 }),
+    secret: Type.Optional(Type.String({ minLength: 16, maxLength: 512 })),
+    secretFile: Type.Optional(Type.String({ minLength: 1 })),
+    /** Event types to deliver; all of them ("*") when absent. */
+    events: Type.Optional(Type.Array(Type.Union(['*', ...WEBHOOK_EVENT_TYPES].map((t) => Type.Literal(t))), { minItems: 1 })),
   },
   { additionalProperties: false },
 );
@@ -126,6 +218,11 @@ const OrgConfig = Type.Object(
           { additionalProperties: false },
         ),
       ),
+    ),
+    webhooks: Type.Optional(Type.Array(WebhookConfig)),
+    /** SIP trunks of the org: INVITEs for it from other source addresses are refused (403). */
+    trunks: Type.Optional(
+      Type.Object({ allowFrom: Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { minItems: 1, maxItems: 1000 }) }, { additionalProperties: false }),
     ),
   },
   { additionalProperties: false },
@@ -264,6 +361,28 @@ export function validateProvisioning(doc: unknown, source: string, baseDir: stri
         }
         delete k.publicKeyFile;
         delete k.certificateFile;
+      }
+    });
+    (org.trunks?.allowFrom ?? []).forEach((entry, j) => {
+      const problem = AddressList.problem(entry);
+      if (problem) fail(`${at}.trunks.allowFrom.${j}`, problem);
+    });
+    const hooks = new Set<string>();
+    (org.webhooks ?? []).forEach((w, j) => {
+      if (hooks.has(w.id)) fail(`${at}.webhooks.${j}.id`, `duplicate webhook ${w.id}`);
+      hooks.add(w.id);
+      const problem = webhookUrlProblem(w.url);
+      if (problem) fail(`${at}.webhooks.${j}.url`, problem);
+      if ((w.secret === undefined) === (w.secretFile === undefined)) fail(`${at}.webhooks.${j}`, 'give exactly one of secret, secretFile');
+      if (w.secretFile !== undefined) {
+        const path = isAbsolute(w.secretFile) ? w.secretFile : resolve(baseDir, w.secretFile);
+        try {
+          w.secret = readFileSync(path, 'utf8').trim();
+        } catch (e) {
+          fail(`${at}.webhooks.${j}.secretFile`, `cannot read ${path}: ${(e as Error).message}`);
+        }
+        if ((w.secret ?? '').length < 16) fail(`${at}.webhooks.${j}.secretFile`, 'the secret must be at least 16 characters');
+        delete w.secretFile;
       }
     });
   });

@@ -6,3 +6,6 @@ export { mintToken, generateKeyPair } from './domain/token-mint.js';
 export { TokenVerifier, describeKey, type VerifiedToken } from './domain/token.js';
 export { caseSafeSuffix, toId18, normalizeSfId, newVoiceCallId } from './domain/ids.js';
 export { decodeUuiValue, parseUuiContext, encodeUui } from './domain/uui.js';
+export { callerNumber, numberFromUri, normalizePhoneNumber } from './domain/caller-id.js';
+export { SipHandoff, type SipHandoffOptions, type SipHandoffSettings } from './sip/handoff.js';
+export { DemoAgent, type DemoAgentCall, type DemoAgentOptions } from './sip/demo-agent.js';

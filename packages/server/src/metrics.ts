@@ -1,4 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { SipCountersSnapshot } from './sip/counters.js';
 
 /** One registry per running service, so several services in one process (tests) stay apart. */
 export class Metrics {
@@ -37,7 +38,7 @@ export class Metrics {
   });
   readonly resolutions = new Counter({
     name: 'handoff_resolutions_total',
-    help: 'Lease resolutions by path (sip, http) and outcome (consumed, no_lease, expired, consumed_already)',
+    help: 'Lease and UUI resolutions by path (http, sip-number, sip-uui) and outcome (consumed/resolved, or why not)',
     labelNames: ['path', 'outcome'] as const,
     registers: [this.registry],
   });
@@ -59,6 +60,83 @@ export class Metrics {
     labelNames: ['country', 'state'] as const,
     registers: [this.registry],
   });
+
+  readonly webhookDeliveries = new Counter({
+    name: 'handoff_webhook_deliveries_total',
+    help: 'Webhook delivery attempts by outcome (delivered, retry, failed = given up)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly webhookEmitFailures = new Counter({
+    name: 'handoff_webhook_emit_failures_total',
+    help: 'Webhook events lost because their outbox write after a committed change failed',
+    labelNames: ['type'] as const,
+    registers: [this.registry],
+  });
+
+  /** Reads the SIP ingress counters at scrape time (set by the SIP hand-off). */
+  private sipCounters: (() => SipCountersSnapshot) | null = null;
+  readonly sipRequests = new Counter({
+    name: 'handoff_sip_requests_total',
+    help: 'SIP requests received (in) and sent (out) by the ingress, by method',
+    labelNames: ['direction', 'method'] as const,
+    registers: [this.registry],
+    collect: () => this.collectSip(),
+  });
+  readonly sipResponses = new Counter({
+    name: 'handoff_sip_responses_total',
+    help: 'SIP responses received (in) and sent (out) by the ingress, by status',
+    labelNames: ['direction', 'status'] as const,
+    registers: [this.registry],
+  });
+  readonly sipDropped = new Counter({
+    name: 'handoff_sip_dropped_total',
+    help: 'SIP input discarded without an answer, by reason (garbage, rate-limited, oversize...)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly sipRetransmissions = new Counter({
+    name: 'handoff_sip_retransmissions_total',
+    help: 'SIP messages retransmitted by the ingress transaction layer',
+    registers: [this.registry],
+  });
+  readonly sipParseErrors = new Counter({
+    name: 'handoff_sip_parse_errors_total',
+    help: 'Malformed SIP messages received',
+    registers: [this.registry],
+  });
+  readonly sipInviteSeconds = new Histogram({
+    name: 'handoff_sip_invite_response_seconds',
+    help: 'Time from an initial INVITE to the final response sent upstream, by status',
+    labelNames: ['status'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+  readonly agentActiveCalls = new Gauge({
+    name: 'handoff_agent_active_calls',
+    help: 'Calls this instance has proxied to each agent and not yet ended',
+    labelNames: ['agent'] as const,
+    registers: [this.registry],
+  });
+
+  /** Exposes a SIP stack's counters (sip.counters.snapshot) as the handoff_sip_* metrics. */
+  watchSip(snapshot: () => SipCountersSnapshot): void {
+    this.sipCounters = snapshot;
+  }
+
+  private collectSip(): void {
+    if (!this.sipCounters) return;
+    const s = this.sipCounters();
+    // The stack counts totals itself; the counters are reset and set to them at every scrape.
+    for (const m of [this.sipRequests, this.sipResponses, this.sipDropped, this.sipRetransmissions, this.sipParseErrors]) m.reset();
+    for (const [method, n] of Object.entries(s.receivedRequests)) this.sipRequests.inc({ direction: 'in', method }, n);
+    for (const [method, n] of Object.entries(s.sentRequests)) this.sipRequests.inc({ direction: 'out', method }, n);
+    for (const [status, n] of Object.entries(s.receivedResponses)) this.sipResponses.inc({ direction: 'in', status }, n);
+    for (const [status, n] of Object.entries(s.sentResponses)) this.sipResponses.inc({ direction: 'out', status }, n);
+    for (const [reason, n] of Object.entries(s.dropped)) this.sipDropped.inc({ reason }, n);
+    this.sipRetransmissions.inc(s.retransmissions);
+    this.sipParseErrors.inc(s.parseErrors);
+  }
 
   /** Sets the pool gauges from a fresh reading (done at every scrape, so they never go stale). */
   setPoolStats(stats: { country: string; activeNumbers: number; numbers: number; liveLeases: number; utilisation: number }[]): void {

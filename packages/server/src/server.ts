@@ -3,13 +3,16 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { pino, type Logger } from 'pino';
-import { loadProvisioningFile, type Settings } from './config.js';
+import { loadProvisioningFile, type Provisioning, type Settings } from './config.js';
+import { AddressList } from './domain/address-list.js';
 import { systemClock, type Clock } from './domain/clock.js';
 import { buildApp } from './http/app.js';
 import { Metrics } from './metrics.js';
 import { createServices, type Services } from './services/index.js';
 import { applyProvisioning } from './services/provisioning.js';
 import { demoInfo, demoProvisioning, ensureDemoKeys, writeDemoInfo, type DemoInfo } from './services/demo.js';
+import { DemoAgent } from './sip/demo-agent.js';
+import { SipHandoff } from './sip/handoff.js';
 import { openStore } from './store/open-store.js';
 import type { Store } from './store/store.js';
 
@@ -22,11 +25,27 @@ export interface RunningServer {
   httpUrl: string;
   /** Set when the service provisioned the demo tenant (no HANDOFF_CONFIG). */
   demo: DemoInfo | null;
+  /** The SIP ingress (also `services.escalation.callControl`: `sip.endCall(id, reason)`). */
+  sip: SipHandoff;
+  /** Bound SIP ports (the real ones when HANDOFF_SIP_PORT is 0). */
+  sipPorts: { udp: number; tcp: number; tls: number | null };
+  /** The built-in demo agent, running with the demo tenant only. */
+  demoAgent: DemoAgent | null;
   close(): Promise<void>;
 }
 
+/** Trunk allow-lists of the provisioning file, by 15-char org ID. */
+function trunkAllowLists(p: Provisioning): Map<string, AddressList> {
+  const out = new Map<string, AddressList>();
+  for (const org of p.orgs ?? []) if (org.trunks) out.set(org.id.slice(0, 15), AddressList.parse(org.trunks.allowFrom));
+  return out;
+}
+
+/** How long shutdown waits for open HTTP connections before closing them. */
+const CLOSE_GRACE_MS = 5000;
+
 /** Secrets never reach the logs, whatever logs them. */
-const REDACT = ['req.headers.authorization', 'headers.authorization', 'authorization', 'token', 'privateKey', 'privateKeyPem'];
+const REDACT = ['req.headers.authorization', 'headers.authorization', 'authorization', 'token', 'privateKey', 'privateKeyPem', 'secret'];
 
 export function createLogger(level: string): Logger {
   return pino({ level, redact: { paths: REDACT, censor: '[redacted]' }, base: { service: 'handoff' } });
@@ -43,6 +62,8 @@ export async function startServer(settings: Settings, opts: { clock?: Clock; log
   let ready = false;
   let app: FastifyInstance | undefined;
   let sweeper: NodeJS.Timeout | undefined;
+  let sip: SipHandoff | undefined;
+  let demoAgent: DemoAgent | null = null;
   try {
     const applied = await store.migrate();
     logger.info({ backend: store.dialect, applied }, 'database ready');
@@ -53,11 +74,17 @@ export async function startServer(settings: Settings, opts: { clock?: Clock; log
       leaseTtlSeconds: settings.leaseTtlSeconds,
       leaseCooldownSeconds: settings.leaseCooldownSeconds,
       operatorToken: settings.operatorToken ?? ensureOperatorToken(settings.dataDir),
+      webhooks: { ...settings.webhooks, logger },
     });
     let demoKeys: Awaited<ReturnType<typeof ensureDemoKeys>> | null = null;
+    if (!settings.configFile) {
+      // The demo agent runs first so the demo tenant names its real address (port 0 picks one)
+      demoAgent = new DemoAgent({ port: settings.sip.demoAgent.port, hangupSeconds: settings.sip.demoAgent.hangupSeconds, logger });
+      await demoAgent.start();
+    }
     const provisioning = settings.configFile
       ? loadProvisioningFile(settings.configFile)
-      : demoProvisioning((demoKeys = await ensureDemoKeys(settings.dataDir)).publicKeyPem, `sip:demo-agent@${settings.sipHost}:${settings.sipPort + 1}`);
+      : demoProvisioning((demoKeys = await ensureDemoKeys(settings.dataDir)).publicKeyPem, demoAgent!.uri);
     const result = await applyProvisioning(store, provisioning, clock.now());
     for (const orgId of result.touchedOrgs) services.auth.invalidateOrg(orgId);
     services.refs.clear();
@@ -70,13 +97,26 @@ export async function startServer(settings: Settings, opts: { clock?: Clock; log
     const host = settings.httpHost.includes(':') ? `[${settings.httpHost}]` : settings.httpHost;
     const httpUrl = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
 
+    sip = new SipHandoff({
+      services,
+      logger,
+      settings: { host: settings.sipHost, port: settings.sipPort, ...settings.sip },
+      trunks: trunkAllowLists(provisioning),
+    });
+    await sip.start();
+    services.escalation.callControl = sip;
+    const bound = sip.addresses();
+    const sipPorts = { udp: bound.udp!.port, tcp: bound.tcp!.port, tls: bound.tls?.port ?? null };
+
     let demo: DemoInfo | null = null;
     if (demoKeys) {
       demo = demoInfo({
         dataDir: settings.dataDir,
         httpUrl,
         sipHost: settings.sipHost,
-        sipPort: settings.sipPort,
+        sipPort: sipPorts.udp,
+        sipPorts,
+        demoAgentUri: demoAgent!.uri,
         operatorTokenPath: settings.operatorToken ? null : join(settings.dataDir, 'operator-token'),
         ...demoKeys,
       });
@@ -90,8 +130,9 @@ export async function startServer(settings: Settings, opts: { clock?: Clock; log
     }, 60_000);
     sweeper.unref();
 
+    services.webhooks.start();
     ready = true;
-    logger.info({ httpUrl, backend: store.dialect }, 'handoff ready');
+    logger.info({ httpUrl, sipPorts, backend: store.dialect }, 'handoff ready');
     const running: RunningServer = {
       app,
       store,
@@ -100,10 +141,22 @@ export async function startServer(settings: Settings, opts: { clock?: Clock; log
       logger,
       httpUrl,
       demo,
+      sip,
+      sipPorts,
+      demoAgent,
       close: async () => {
         ready = false;
         clearInterval(sweeper);
+        // SIP first: INVITEs in flight get their final responses and their VoiceCall updates
+        await sip!.close();
+        await demoAgent?.close();
+        // Webhook attempts in flight are aborted and their claims released, so another instance (or
+        // the next start) retries them at once; the outbox keeps everything else.
+        await services.webhooks.stop();
+        // In-flight requests finish; a connection that never sends one must not hold the exit for long.
+        const grace = setTimeout(() => app!.server.closeAllConnections(), CLOSE_GRACE_MS);
         await app!.close();
+        clearTimeout(grace);
         await store.close();
         logger.info('handoff stopped');
       },
@@ -111,6 +164,8 @@ export async function startServer(settings: Settings, opts: { clock?: Clock; log
     return running;
   } catch (err) {
     clearInterval(sweeper);
+    await sip?.close().catch(() => {});
+    await demoAgent?.close().catch(() => {});
     await app?.close().catch(() => {});
     await store.close().catch(() => {});
     throw err;
@@ -135,6 +190,7 @@ export function demoBanner(demo: DemoInfo, dataDir: string): string {
     'Handoff is running with a demo tenant.',
     `  org ${demo.orgId} (${demo.domain}), call center ${demo.callCenterApiName}, channel ${demo.channelNumber}`,
     `  pools: ${demo.countries.join(', ')}; key: ${demo.privateKeyPath}; details: ${dataDir}/demo.json`,
+    `  SIP ingress ${demo.sipHost} udp ${demo.sipPorts.udp}, tcp ${demo.sipPorts.tcp}${demo.sipPorts.tls ? `, tls ${demo.sipPorts.tls}` : ''}; demo agent ${demo.demoAgentUri}`,
     '',
     'Try it:',
     `  TOKEN=$(npx handoff token --private-key ${demo.privateKeyPath} --iss ${demo.orgId} --sub ${demo.callCenterApiName})`,

@@ -10,6 +10,7 @@ import voiceCallRoutes from './routes/voice-calls.js';
 import reservationRoutes from './routes/reservations.js';
 import opsRoutes from './routes/ops.js';
 import operatorRoutes from './routes/operator.js';
+import webhookAdminRoutes from './routes/webhooks-admin.js';
 import escalationRoutes from './routes/escalation.js';
 
 declare module 'fastify' {
@@ -117,7 +118,10 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   await app.register(escalationRoutes, { services });
 
   const operator = services.operator;
-  if (operator) await app.register(operatorRoutes, { services, operator });
+  if (operator) {
+    await app.register(operatorRoutes, { services, operator });
+    await app.register(webhookAdminRoutes, { services, operator });
+  }
 
   return app;
 }

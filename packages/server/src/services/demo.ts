@@ -36,7 +36,12 @@ export interface DemoInfo {
   agentName: string;
   httpUrl: string;
   sipHost: string;
+  /** The SIP ingress's UDP port (bound: the real one when HANDOFF_SIP_PORT is 0). */
   sipPort: number;
+  /** Every bound SIP port: UDP and TCP share HANDOFF_SIP_PORT unless it is 0; TLS when configured. */
+  sipPorts: { udp: number; tcp: number; tls: number | null };
+  /** The built-in demo agent's SIP URI (the demo agent record's sipUri). */
+  demoAgentUri: string;
   /** The generated operator secret's file, when HANDOFF_OPERATOR_TOKEN is not set. */
   operatorTokenPath: string | null;
 }
@@ -91,7 +96,17 @@ export function writeDemoInfo(dataDir: string, info: DemoInfo): string {
   return path;
 }
 
-export function demoInfo(args: { dataDir: string; httpUrl: string; sipHost: string; sipPort: number; privateKeyPath: string; publicKeyPath: string; operatorTokenPath: string | null }): DemoInfo {
+export function demoInfo(args: {
+  dataDir: string;
+  httpUrl: string;
+  sipHost: string;
+  sipPort: number;
+  sipPorts: DemoInfo['sipPorts'];
+  demoAgentUri: string;
+  privateKeyPath: string;
+  publicKeyPath: string;
+  operatorTokenPath: string | null;
+}): DemoInfo {
   return {
     orgId: DEMO.orgId,
     orgId18: toId18(DEMO.orgId),
@@ -107,6 +122,8 @@ export function demoInfo(args: { dataDir: string; httpUrl: string; sipHost: stri
     httpUrl: args.httpUrl,
     sipHost: args.sipHost,
     sipPort: args.sipPort,
+    sipPorts: args.sipPorts,
+    demoAgentUri: args.demoAgentUri,
     operatorTokenPath: args.operatorTokenPath,
   };
 }

@@ -12,6 +12,7 @@ import { ReferenceCache } from './reference-cache.js';
 import { ReservationService } from './reservations.js';
 import { RoutingService } from './routing.js';
 import { VoiceCallService } from './voice-calls.js';
+import { WebhookService, type WebhookOptions } from './webhooks.js';
 
 export interface ServiceOptions {
   acceptedAudiences?: string[];
@@ -24,6 +25,8 @@ export interface ServiceOptions {
   operatorToken?: string;
   /** How long orgs, channels and pool countries are cached (ms, default 1000; 0 disables). */
   referenceCacheMs?: number;
+  /** Webhook retry policy, dispatcher tuning and the logger of delivery failures. */
+  webhooks?: WebhookOptions;
 }
 
 /** The services HTTP, SIP and the CLI share; built once by the composition root. */
@@ -40,21 +43,25 @@ export interface Services {
   refs: ReferenceCache;
   routing: RoutingService;
   escalation: EscalationService;
+  webhooks: WebhookService;
 }
 
 export function createServices(store: KyselyStore, clock: Clock, opts: ServiceOptions = {}): Services {
   const refs = new ReferenceCache(store, clock, opts.referenceCacheMs ?? 1000);
+  const metrics = opts.metrics ?? new Metrics();
+  const webhooks = new WebhookService(store, clock, metrics, opts.webhooks);
   const leases = new LeaseService(new KyselyLeaseStore(store), {
     clock,
+    events: webhooks,
     ...(opts.leaseTtlSeconds !== undefined ? { ttlSeconds: opts.leaseTtlSeconds } : {}),
     ...(opts.leaseCooldownSeconds !== undefined ? { cooldownSeconds: opts.leaseCooldownSeconds } : {}),
   });
   return {
     store,
     clock,
-    metrics: opts.metrics ?? new Metrics(),
+    metrics,
     auth: new AuthService(store, clock, refs, opts),
-    voiceCalls: new VoiceCallService(store, clock),
+    voiceCalls: new VoiceCallService(store, clock, webhooks),
     leases,
     reservations: new ReservationService(store, leases, refs),
     pools: new PoolAdmin(store, leases, clock, refs),
@@ -62,5 +69,6 @@ export function createServices(store: KyselyStore, clock: Clock, opts: ServiceOp
     refs,
     routing: new RoutingService(store, clock),
     escalation: new EscalationService(store, clock),
+    webhooks,
   };
 }

@@ -10,6 +10,7 @@ import {
   retryAfterSeconds,
 } from '../domain/lease-policy.js';
 import { SWEEP_BATCH, type CountryLeaseStats, type Lease, type LeaseStore, type SweepCounts } from '../store/lease-store.js';
+import { leaseEvent, type WebhookService } from './webhooks.js';
 
 export type { Lease } from '../store/lease-store.js';
 
@@ -23,6 +24,8 @@ export interface LeaseServiceOptions {
   defaultRetryAfterSeconds?: number;
   /** Lease rows are kept this long after expiry for diagnostics, then swept (default 1 h). */
   leaseRetentionSeconds?: number;
+  /** Where lease.reserved and lease.consumed go (none when absent). */
+  events?: Pick<WebhookService, 'emitAfterCommit'>;
 }
 
 export interface ReserveInput {
@@ -73,6 +76,7 @@ export class LeaseService {
   private readonly clock: Clock;
   private readonly defaultRetryAfter: number;
   private readonly retentionMs: number;
+  private readonly events: Pick<WebhookService, 'emitAfterCommit'> | null;
 
   constructor(
     private readonly leases: LeaseStore,
@@ -83,6 +87,7 @@ export class LeaseService {
     this.cooldownMs = cooldownMs(options.cooldownSeconds ?? DEFAULT_COOLDOWN_SECONDS);
     this.defaultRetryAfter = options.defaultRetryAfterSeconds ?? 30;
     this.retentionMs = (options.leaseRetentionSeconds ?? 3600) * 1000;
+    this.events = options.events ?? null;
   }
 
   /**
@@ -93,8 +98,8 @@ export class LeaseService {
    *   QUOTA_EXCEEDED (429) when the org holds maxLiveLeases live leases; POOL_EXHAUSTED (503) when no
    *   number is free for this caller. 429 and 503 carry retryAfter (seconds).
    */
-  reserve(input: ReserveInput): Promise<ReserveResult> {
-    return this.leases.transaction(async (tx) => {
+  async reserve(input: ReserveInput): Promise<ReserveResult> {
+    const result = await this.leases.transaction(async (tx): Promise<ReserveResult> => {
       const now = this.clock.now();
       const key = input.transactionId;
       if (key !== null && !(await tx.claimIdempotencyKey(input.orgId, key, input.requestHash, now, now + IDEMPOTENCY_RETENTION_MS))) {
@@ -136,6 +141,13 @@ export class LeaseService {
         retryAfter: release === null ? this.defaultRetryAfter : retryAfterSeconds(release, now),
       });
     });
+    // Emitted after the commit, not in the lease transaction: on SQLite that transaction is shared by
+    // a group of reservations (lease-store.ts) and the lease store does not expose the Store to write
+    // the outbox through. Consequences: a crash between the commit and this write loses the event (a
+    // retried transactionId replays the lease without emitting again), and another instance's event
+    // of the same call committed in between sorts before it. Replays emit nothing.
+    if (!result.replayed) await this.events?.emitAfterCommit(leaseEvent('lease.reserved', result.lease));
+    return result;
   }
 
   /** A repeated transactionId: the same live lease, or 422 / 409 (see reserve). */
@@ -169,8 +181,8 @@ export class LeaseService {
    * one gets the lease and the others 'consumed'. A lease past expiresAt never resolves, whether or
    * not a sweep has run.
    */
-  resolve(calledNumber: string, callerNumber: string): Promise<ResolveResult> {
-    return this.leases.transaction(async (tx) => {
+  async resolve(calledNumber: string, callerNumber: string): Promise<ResolveResult> {
+    const result = await this.leases.transaction(async (tx): Promise<ResolveResult> => {
       // Two attempts: if the pair's latest lease is live after a failed consume, it was committed after
       // the UPDATE took its snapshot (the previous hold had just ended), and is the one to consume.
       for (let attempt = 0; attempt < 2; attempt++) {
@@ -184,6 +196,18 @@ export class LeaseService {
       }
       return { ok: false, reason: 'consumed' };
     });
+    // After the commit, for the reasons given in reserve().
+    if (result.ok) await this.events?.emitAfterCommit(leaseEvent('lease.consumed', result.lease));
+    return result;
+  }
+
+  /**
+   * The live lease of (calledNumber, callerNumber) without consuming it, or null: lets the SIP
+   * ingress check the lease's org (trunk allow-list) before {@link resolve} spends the lease.
+   */
+  async peek(calledNumber: string, callerNumber: string): Promise<Lease | null> {
+    const latest = await this.leases.transaction((tx) => tx.latestLease(calledNumber, callerNumber));
+    return latest && latest.consumedAt === null && latest.expiresAt > this.clock.now() ? latest : null;
   }
 
   /** Live leases (all orgs, or one), soonest expiry first. */

@@ -3,6 +3,7 @@ import { isHandoffError } from '../domain/errors.js';
 import { normalizeDomain } from '../domain/org-domain.js';
 import { describeKey } from '../domain/token.js';
 import type { Store } from '../store/store.js';
+import { WebhookStore } from '../store/webhook-store.js';
 import { hashSecret } from './operator-auth.js';
 
 export interface ProvisioningResult {
@@ -69,6 +70,10 @@ export async function applyProvisioning(store: Store, p: Provisioning, now: numb
           await tx.upsertChannel({ orgId, devName: ch.devName, number: ch.number, callCenterApiName: ch.callCenter ?? null, flowName: ch.flow ?? null }, now),
           orgId,
         );
+      }
+      for (const w of org.webhooks ?? []) {
+        // validateProvisioning has inlined secretFile into secret.
+        count(await WebhookStore.of(tx).upsertSubscription({ orgId, id: w.id, url: w.url, secret: w.secret!, events: w.events ?? ['*'] }, now));
       }
     }
     for (const a of p.agents ?? []) {

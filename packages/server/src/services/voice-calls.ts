@@ -2,8 +2,9 @@ import type { Clock } from '../domain/clock.js';
 import { isE164 } from '../domain/e164.js';
 import { HandoffError } from '../domain/errors.js';
 import { newVoiceCallId, normalizeSfId, toId18, VOICE_CALL_PREFIX } from '../domain/ids.js';
-import type { Store } from '../store/store.js';
+import type { Store, VoiceCallInput } from '../store/store.js';
 import type { VoiceCall, VoiceCallPatch } from '../store/types.js';
+import type { WebhookService } from './webhooks.js';
 
 export const INITIATION_METHODS = ['Inbound', 'Outbound', 'Transfer', 'Callback'] as const;
 const MAX_CALL_ATTRIBUTES = 32 * 1024;
@@ -86,6 +87,8 @@ export class VoiceCallService {
   constructor(
     private readonly store: Store,
     private readonly clock: Clock,
+    /** Where voiceCall.created goes (none when absent). */
+    private readonly webhooks: Pick<WebhookService, 'emit'> | null = null,
   ) {}
 
   /**
@@ -125,32 +128,37 @@ export class VoiceCallService {
       invalid('callCenterApiName', `no call center ${callCenterApiName} in this org`);
     }
     const now = this.clock.now();
-    return this.store.insertVoiceCall(
-      {
-        id: newVoiceCallId(),
-        orgId,
-        vendorCallKey: input.vendorCallKey,
-        callCenterApiName: callCenterApiName ?? null,
-        toNumber: to,
-        fromNumber: from,
-        initiationMethod,
-        parentVoiceCallId: parent,
-        startTime: startTime ?? new Date(now).toISOString(),
-        endTime: null,
-        isActiveCall: true,
-        disconnectReason: null,
-        callAttributes,
-        callOrigin: input.callOrigin ?? null,
-        queue: input.queue ?? null,
-        callSubtype: input.callSubtype ?? null,
-        participants: input.participants ?? null,
-        telephonyProviderName: provider,
-        status: 'New',
-        handoff: null,
-        escalation: null,
-      },
-      now,
-    );
+    const record: VoiceCallInput = {
+      id: newVoiceCallId(),
+      orgId,
+      vendorCallKey: input.vendorCallKey,
+      callCenterApiName: callCenterApiName ?? null,
+      toNumber: to,
+      fromNumber: from,
+      initiationMethod,
+      parentVoiceCallId: parent,
+      startTime: startTime ?? new Date(now).toISOString(),
+      endTime: null,
+      isActiveCall: true,
+      disconnectReason: null,
+      callAttributes,
+      callOrigin: input.callOrigin ?? null,
+      queue: input.queue ?? null,
+      callSubtype: input.callSubtype ?? null,
+      participants: input.participants ?? null,
+      telephonyProviderName: provider,
+      status: 'New',
+      handoff: null,
+      escalation: null,
+    };
+    // The event is written in the record's transaction: it exists iff the call was created.
+    return this.store.transaction(async (tx) => {
+      const result = await tx.insertVoiceCall(record, now);
+      if (result.created && this.webhooks) {
+        await this.webhooks.emit(tx, { orgId, type: 'voiceCall.created', voiceCallId: result.call.id, data: voiceCallView(result.call) });
+      }
+      return result;
+    });
   }
 
   /** Finds a call by its 15/18-char ID, else by vendorCallKey; 404 when neither matches in this org. */

@@ -8,6 +8,7 @@ export * from './headers.js';
 export * from './ids.js';
 export * from './message.js';
 export * from './parser.js';
+export * from './proxy.js';
 export * from './rate-limit.js';
 export * from './serializer.js';
 export * from './sip-server.js';

@@ -61,8 +61,8 @@ export interface SipServerOptions extends SipTransportOptions {
   uriSchemes?: string[];
   /**
    * Methods the application forwards (proxy role). For these, Max-Forwards 0 is answered 483
-   * (§16.3 step 3), Proxy-Require is checked too (420), loops are answered 482 (§16.3 step 4)
-   * and the body type is not checked.
+   * (§16.3 step 3), Proxy-Require is checked instead of Require (420), loops are answered 482
+   * (§16.3 step 4) and the body type is not checked.
    */
   forwardedMethods?: string[];
   /** Answer 482 to merged requests (§8.2.2.2; default true). */
@@ -347,8 +347,9 @@ export class SipServer {
     const forwarded = this.forwarded.has(method);
     if (forwarded && req.maxForwards === 0) return this.refuse(tx, 483);
     if (forwarded && this.isLooped(req)) return this.refuse(tx, 482);
-    const unsupported = req.optionTags('Require').filter((t) => !this.supported.has(t.toLowerCase()));
-    if (forwarded) unsupported.push(...req.optionTags('Proxy-Require').filter((t) => !this.supported.has(t.toLowerCase())));
+    // §16.3 step 5: a proxy checks Proxy-Require only; Require is for the UAS it forwards to
+    const tags = forwarded ? req.optionTags('Proxy-Require') : req.optionTags('Require');
+    const unsupported = tags.filter((t) => !this.supported.has(t.toLowerCase()));
     if (unsupported.length > 0) return this.refuse(tx, 420, undefined, [['Unsupported', unsupported.join(', ')]]);
     if (!forwarded && req.body.length > 0) {
       const ct = req.headers.get('content-type');

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { dropSchema, TEST_PG_URL, uniqueSchema } from '../support/backends.js';
-import { HANDOFF_BIN, opensslToken, readJson, startService, waitReady } from '../support/process.js';
+import { HANDOFF_BIN, freeDualPort, opensslToken, readJson, startService, waitReady } from '../support/process.js';
 import type { DemoInfo } from '../../src/services/demo.js';
 
 function claims(demo: DemoInfo, extra: Record<string, unknown> = {}) {
@@ -23,7 +23,9 @@ async function api(url: string, method: string, token: string, body?: string, co
 }
 
 /** The whole first-start journey through `handoff serve`, on one backend. */
-async function journey(env: Record<string, string>, dataDir: string) {
+async function journey(envIn: Record<string, string>, dataDir: string) {
+  // A fixed demo agent port: with a new one at each start, the demo agent's sipUri would change
+  const env: Record<string, string> = { HANDOFF_DEMO_AGENT_PORT: String(await freeDualPort()), ...envIn };
   const svc = startService({ HANDOFF_DATA_DIR: dataDir, ...env });
   try {
     const httpUrl = await waitReady(svc);

@@ -1,4 +1,6 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import dgram from 'node:dgram';
+import net from 'node:net';
 import { existsSync, readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,10 +17,10 @@ export interface ServiceProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Starts `handoff serve` as its own process with the given environment (ports 0 unless set). */
+/** Starts `handoff serve` as its own process with the given environment (HTTP and SIP ports 0 unless set). */
 export function startService(env: Record<string, string>): ServiceProcess {
   const child = spawn(process.execPath, [HANDOFF_BIN, 'serve'], {
-    env: { ...process.env, HANDOFF_HTTP_PORT: '0', HANDOFF_LOG_LEVEL: 'info', ...env },
+    env: { ...process.env, HANDOFF_HTTP_PORT: '0', HANDOFF_SIP_PORT: '0', HANDOFF_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -64,4 +66,23 @@ export function opensslToken(privateKeyPath: string, claims: Record<string, unkn
 
 export function readJson<T = Record<string, unknown>>(path: string): T | null {
   return existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as T) : null;
+}
+
+/** A port free for both UDP and TCP on 127.0.0.1 (SIP listens on both), e.g. to pin the demo agent's. */
+export async function freeDualPort(): Promise<number> {
+  for (;;) {
+    const udp = dgram.createSocket('udp4');
+    await new Promise<void>((r) => udp.bind(0, '127.0.0.1', () => r()));
+    const port = udp.address().port;
+    const tcp = net.createServer();
+    const ok = await new Promise<boolean>((r) => {
+      tcp.once('error', () => r(false));
+      tcp.listen(port, '127.0.0.1', () => r(true));
+    });
+    await new Promise<void>((r) => udp.close(() => r()));
+    if (ok) {
+      await new Promise<void>((r) => tcp.close(() => r()));
+      return port;
+    }
+  }
 }

@@ -1,0 +1,670 @@
+/**
+ * The SIP hand-off (SPEC §6): INVITEs to a pool number (path A, lease) or to a channel with a
+ * UUI (path B, token), resolved to their context, turned into the AI leg's VoiceCall (VC2),
+ * routed by the channel's flow, and proxied (record-routed) or redirected to the chosen agent.
+ */
+import { performance } from 'node:perf_hooks';
+import type { Logger } from 'pino';
+import { Value } from 'typebox/value';
+import type { AddressList } from '../domain/address-list.js';
+import { callerNumber, numberFromUri, type CountryCode } from '../domain/caller-id.js';
+import { isHandoffError } from '../domain/errors.js';
+import { FlowDefinition } from '../domain/flow.js';
+import { newVoiceCallId, normalizeSfId, toId18, VOICE_CALL_PREFIX } from '../domain/ids.js';
+import { normalizeDomain } from '../domain/org-domain.js';
+import { decodeUuiValue, parseUuiContext, type UuiContext } from '../domain/uui.js';
+import type { WebhookEventType } from '../domain/webhook-signature.js';
+import type { CallControl } from '../services/escalation.js';
+import type { Services } from '../services/index.js';
+import { voiceCallView } from '../services/voice-calls.js';
+import type { Agent, Channel, VoiceCall, VoiceCallPatch } from '../store/types.js';
+import { splitList } from './headers.js';
+import type { SipRequest } from './message.js';
+import { IN_DIALOG_METHODS, StatefulProxy, type ProxyCall, type ProxyCallEvents } from './proxy.js';
+import { SipError, SipServer } from './sip-server.js';
+import type { ServerTransaction, TransactionOptions } from './transactions.js';
+import type { SipSource } from './transport.js';
+import { formatSipUri, parseUri, withoutUriHeaders } from './uri.js';
+
+/** Where and how the ingress listens and hands calls off (from `Settings`, see config.ts). */
+export interface SipHandoffSettings {
+  host: string;
+  /** UDP and TCP port (0: a free one each; see {@link SipHandoff.addresses}). */
+  port: number;
+  tls: { port: number; cert: string; key: string } | null;
+  advertisedHost?: string | undefined;
+  mode: 'proxy' | 'redirect';
+  defaultCountry: CountryCode;
+  /** Requests per second per source address; 0 disables the limit. */
+  rateLimit: number;
+  uuiMaxDecoded: number;
+}
+
+export interface SipHandoffOptions {
+  services: Services;
+  logger: Logger;
+  settings: SipHandoffSettings;
+  /** Trunk allow-lists by 15-char org ID: INVITEs for such an org from elsewhere get 403. */
+  trunks?: ReadonlyMap<string, AddressList>;
+  /** Transaction timers (tests shorten T1); `retransmit2xx` is always false (§16.7 step 10). */
+  transaction?: TransactionOptions;
+  /** §16.6 Timer C of proxied INVITEs (default 181 s). */
+  timerCMs?: number;
+}
+
+/** Methods this element forwards as a proxy (RFC 3261 §16.3 checks apply to them). */
+const FORWARDED_METHODS = ['INVITE', 'ACK', 'CANCEL', ...IN_DIALOG_METHODS];
+/** Headers a partner's INVITE must not carry to the agent: the UUI holds its token; X-Handoff-* are ours. */
+const UUI_HEADERS = ['User-to-User', 'X-User-to-User'];
+const NO_MATCH = 'No matching hand-off';
+/** Refusals already logged with the call's VoiceCall ID (after VC2 was created). */
+const LOGGED = new WeakSet<object>();
+/** Retry-After of the 503 sent when the chosen agent and the fallback are full. */
+const BUSY_RETRY_AFTER = 5;
+
+/** A Warning value (RFC 3261 §20.43) with the pseudonym `handoff`; the text is caller-safe. */
+function warning(text: string): string {
+  return `399 handoff "${text.replace(/[\r\n\0]/g, '').replace(/[\\"]/g, (c) => '\\' + c).slice(0, 200)}"`;
+}
+
+/** A refusal with a Warning (and optional extra headers such as Reason or Retry-After). */
+function refuse(status: number, text: string, headers: Array<[string, string]> = []): SipError {
+  return new SipError(status, { headers: [['Warning', warning(text)], ...headers] });
+}
+
+/** An RFC 3326 Reason value for a SIP status. */
+function reasonHeader(status: number, text: string): [string, string] {
+  return ['Reason', `SIP ;cause=${status} ;text="${text.replace(/[\r\n\0"\\]/g, '').slice(0, 200)}"`];
+}
+
+/**
+ * Every UUI value an INVITE carries: `User-to-User` and `X-User-to-User` header values (RFC 7433;
+ * a raw JSON value counts as one, its commas are its own) and `User-to-User` URI headers of the
+ * Request-URI. More than one is invalid (SPEC §6), so they are counted, not merged.
+ *
+ * @example
+ * uuiValues(invite); // ['7B22...;encoding=hex']
+ */
+export function uuiValues(req: SipRequest): string[] {
+  const out: string[] = [];
+  for (const name of UUI_HEADERS) {
+    for (const line of req.headers.getLines(name)) {
+      const v = line.trim();
+      if (v.startsWith('{')) {
+        const comma = v.indexOf(',', v.lastIndexOf('}') + 1);
+        out.push(...(comma < 0 ? [v] : [v.slice(0, comma), v.slice(comma + 1)]));
+      } else out.push(...splitList(v).filter((e) => e !== ''));
+    }
+  }
+  const uri = req.requestUri;
+  if (uri.kind === 'sip') {
+    for (const [name, value] of uri.headers) if (UUI_HEADERS.some((h) => h.toLowerCase() === name.toLowerCase())) out.push(value);
+  }
+  return out;
+}
+
+/** What a resolved INVITE hands to {@link SipHandoff.deliver}. */
+interface Resolved {
+  path: 'number' | 'uui';
+  orgId: string;
+  channel: Channel;
+  caller: string | null;
+  partner: VoiceCall | null;
+  transactionId: string | null;
+  leaseUid?: string;
+  provider?: string | null;
+  inputs: Record<string, unknown>;
+}
+
+/** VC2 just created, before an agent is chosen. */
+interface NewLeg {
+  /** VC2, 15 chars. */
+  id: string;
+  handoff: Record<string, unknown>;
+  call: VoiceCall;
+  log: Logger;
+  /** performance.now() when the INVITE arrived. */
+  startedAt: number;
+}
+
+/** The state of one handed-off call (VC2) while this instance proxies it. */
+interface HandoffCall {
+  /** VC2, 15 chars. */
+  id: string;
+  orgId: string;
+  agent: Agent;
+  handoff: Record<string, unknown>;
+  log: Logger;
+  /** performance.now() when the INVITE arrived. */
+  startedAt: number;
+  /** Record updates of this call, in order. */
+  chain: Promise<void>;
+  released: boolean;
+}
+
+/**
+ * The SIP ingress: a {@link SipServer} whose INVITE handler resolves hand-offs, with a
+ * {@link StatefulProxy} to the agents. Implements {@link CallControl} for escalation.
+ *
+ * Agent capacity (`maxConcurrentCalls`) is counted in this process: with several instances each
+ * enforces the limit on the calls it proxies itself.
+ *
+ * @example
+ * const sip = new SipHandoff({ services, logger, settings: { host: '127.0.0.1', port: 5060, tls: null,
+ *   mode: 'proxy', defaultCountry: 'US', rateLimit: 200, uuiMaxDecoded: 1024 } });
+ * await sip.start();
+ * services.escalation.callControl = sip;
+ * await sip.endCall('0LQxx0000004ABcGAM', 'escalated'); // BYE to the agent and to the partner
+ * await sip.close();
+ */
+export class SipHandoff implements CallControl {
+  readonly sip: SipServer;
+  private readonly proxy: StatefulProxy<HandoffCall>;
+  private readonly services: Services;
+  private readonly log: Logger;
+  private readonly settings: SipHandoffSettings;
+  private readonly trunks: ReadonlyMap<string, AddressList>;
+  private readonly activeByAgent = new Map<string, number>();
+  private readonly byVoiceCall = new Map<string, ProxyCall<HandoffCall>>();
+  private readonly inflight = new Set<Promise<unknown>>();
+  private closing = false;
+
+  constructor(opts: SipHandoffOptions) {
+    const s = opts.settings;
+    this.services = opts.services;
+    this.log = opts.logger.child({ component: 'sip' });
+    this.settings = s;
+    this.trunks = opts.trunks ?? new Map();
+    this.sip = new SipServer({
+      udp: { host: s.host, port: s.port },
+      tcp: { host: s.host, port: s.port },
+      ...(s.tls ? { tls: { host: s.host, port: s.tls.port, cert: s.tls.cert, key: s.tls.key } } : {}),
+      ...(s.advertisedHost ? { advertisedHost: s.advertisedHost } : {}),
+      ...(s.rateLimit > 0 ? { rateLimit: { perSecond: s.rateLimit, burst: 2 * s.rateLimit, action: 'drop' as const } } : {}),
+      forwardedMethods: FORWARDED_METHODS,
+      transaction: { ...opts.transaction, retransmit2xx: false },
+    });
+    this.proxy = new StatefulProxy<HandoffCall>(this.sip, opts.timerCMs !== undefined ? { timerCMs: opts.timerCMs } : {});
+    this.sip.onRequest('INVITE', (tx) => this.onInvite(tx));
+    this.services.metrics.watchSip(() => this.sip.counters.snapshot());
+  }
+
+  async start(): Promise<void> {
+    await this.sip.start();
+    this.log.info({ addresses: this.sip.addresses(), mode: this.settings.mode }, 'SIP ingress listening');
+  }
+
+  /** Bound address and port of each listener. */
+  addresses(): ReturnType<SipServer['addresses']> {
+    return this.sip.addresses();
+  }
+
+  /** Calls proxied to `agent` by this instance and not yet ended. */
+  activeCalls(agent: string): number {
+    return this.activeByAgent.get(agent) ?? 0;
+  }
+
+  /**
+   * Ends a call this instance proxies (SPEC §7 escalation): an answered call gets a BYE on the
+   * agent leg and on the partner leg and its VoiceCall is marked ended with `reason`; a call
+   * still ringing is cancelled. False when the call is not active on this instance.
+   *
+   * @example
+   * await sip.endCall(vc2Id, 'escalated'); // true: both legs received a BYE
+   */
+  async endCall(voiceCallId: string, reason: string): Promise<boolean> {
+    const id = normalizeSfId(voiceCallId, VOICE_CALL_PREFIX);
+    const call = id === null ? undefined : this.byVoiceCall.get(id);
+    if (!call || !this.proxy.end(call, reason)) return false;
+    await call.data.chain;
+    return true;
+  }
+
+  /**
+   * Stops taking calls (new INVITEs get 503), lets INVITEs being resolved finish, answers the
+   * ones still waiting for their agent with 503 (and CANCELs them downstream), waits for the
+   * VoiceCall updates, then closes the listeners. Answered calls are left to their parties.
+   */
+  async close(): Promise<void> {
+    this.closing = true;
+    await this.settle(5000);
+    for (const call of [...this.proxy.calls()]) this.proxy.abort(call, 503, true);
+    await this.settle(5000);
+    // a moment for the CANCELs and final responses to leave before the sockets close
+    await new Promise((r) => setTimeout(r, 50));
+    await this.sip.close();
+  }
+
+  private async settle(ms: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.allSettled([...this.inflight]), new Promise((r) => (timer = setTimeout(r, ms)))]);
+    clearTimeout(timer);
+  }
+
+  private track<T>(p: Promise<T>): Promise<T> {
+    this.inflight.add(p);
+    void p.finally(() => this.inflight.delete(p)).catch(() => undefined);
+    return p;
+  }
+
+  // --- INVITE ---
+
+  private onInvite(tx: ServerTransaction): void {
+    if (tx.request.to.tag !== undefined) {
+      this.proxy.routeInDialog(tx); // re-INVITE
+      return;
+    }
+    const startedAt = performance.now();
+    if (this.closing) {
+      tx.reply(503, { headers: [['Retry-After', String(BUSY_RETRY_AFTER)], ['Warning', warning('shutting down')]] });
+      this.observe(startedAt, 503);
+      return;
+    }
+    void this.track(this.handle(tx, startedAt));
+  }
+
+  private async handle(tx: ServerTransaction, startedAt: number): Promise<void> {
+    try {
+      await this.deliver(tx, await this.resolve(tx), startedAt);
+    } catch (err) {
+      this.refuse(tx, err, startedAt);
+    }
+  }
+
+  /** Path A or B: the hand-off context of the INVITE, or a SipError to answer. Cheapest checks first. */
+  private async resolve(tx: ServerTransaction): Promise<Resolved> {
+    const req = tx.request;
+    const country = this.settings.defaultCountry;
+    const called = numberFromUri(req.requestUri, country);
+    if (called === null) throw refuse(404, NO_MATCH);
+    const uui = uuiValues(req);
+    const channel = await this.services.refs.channelByNumber(called);
+    if (channel) return this.resolveUui(tx, channel, uui);
+    if (await this.services.store.getPoolNumber(called)) return this.resolveNumber(tx, called);
+    throw refuse(404, NO_MATCH);
+  }
+
+  private resolution(path: 'sip-number' | 'sip-uui', outcome: string): void {
+    this.services.metrics.resolutions.inc({ path, outcome });
+  }
+
+  private sourceAllowed(orgId: string, src: SipSource): boolean {
+    const list = this.trunks.get(orgId);
+    return !list || list.has(src.remoteAddress);
+  }
+
+  /** Path A: a pool number; the (number, caller) lease is consumed once. */
+  private async resolveNumber(tx: ServerTransaction, called: string): Promise<Resolved> {
+    const req = tx.request;
+    const caller = callerNumber({ pAssertedIdentity: req.headers.getAll('P-Asserted-Identity'), from: req.headers.get('from') }, this.settings.defaultCountry);
+    if (caller === null) {
+      this.resolution('sip-number', 'unknown_caller');
+      throw refuse(404, NO_MATCH);
+    }
+    if (this.trunks.size > 0) {
+      // checked before the lease is spent: a call from an address the org does not allow consumes nothing
+      const lease = await this.services.leases.peek(called, caller);
+      if (lease && !this.sourceAllowed(lease.orgId, tx.source)) {
+        this.resolution('sip-number', 'source_not_allowed');
+        throw refuse(403, 'source address not allowed for this trunk');
+      }
+    }
+    const result = await this.services.leases.resolve(called, caller);
+    if (!result.ok) {
+      this.resolution('sip-number', result.reason === 'consumed' ? 'consumed_already' : result.reason);
+      throw refuse(404, NO_MATCH); // never say which part mismatched
+    }
+    const lease = result.lease;
+    const channel = await this.services.refs.channelByNumber(lease.toNumber);
+    if (!channel || channel.orgId !== lease.orgId) {
+      this.resolution('sip-number', 'channel_not_found');
+      throw refuse(404, NO_MATCH);
+    }
+    if (!this.sourceAllowed(lease.orgId, tx.source)) {
+      this.resolution('sip-number', 'source_not_allowed');
+      throw refuse(403, 'source address not allowed for this trunk');
+    }
+    this.resolution('sip-number', 'consumed');
+    const partner = lease.callId ? await this.services.store.getVoiceCall(lease.orgId, lease.callId) : null;
+    return {
+      path: 'number',
+      orgId: lease.orgId,
+      channel,
+      caller,
+      partner,
+      transactionId: lease.transactionId,
+      leaseUid: lease.uid,
+      provider: lease.provider,
+      inputs: {},
+    };
+  }
+
+  /** Path B: a channel number with a UUI; the token is verified after every cheaper check. */
+  private async resolveUui(tx: ServerTransaction, channel: Channel, values: string[]): Promise<Resolved> {
+    const fail = (outcome: string, err: SipError): never => {
+      this.resolution('sip-uui', outcome);
+      throw err;
+    };
+    if (values.length === 0) fail('missing_uui', refuse(400, 'User-to-User: the hand-off context is required'));
+    if (values.length > 1) fail('invalid_uui', refuse(400, 'User-to-User: more than one UUI value'));
+    if (!this.sourceAllowed(channel.orgId, tx.source)) fail('source_not_allowed', refuse(403, 'source address not allowed for this trunk'));
+    let ctx: UuiContext;
+    try {
+      ctx = parseUuiContext(decodeUuiValue(values[0]!, this.settings.uuiMaxDecoded));
+    } catch (err) {
+      return fail('invalid_uui', refuse(400, isHandoffError(err) ? err.message : 'User-to-User: malformed'));
+    }
+    const domain = normalizeDomain(ctx.scrt2Domain);
+    if (domain === null) fail('invalid_uui', refuse(400, 'User-to-User: scrt2Domain is not a domain name'));
+    if (ctx.orgId !== null) {
+      // Both would be 403 after the signature check too, so refusing first saves the crypto
+      const claimed = await this.services.refs.org(ctx.orgId);
+      if (!claimed || claimed.domain !== domain) fail('domain_mismatch', refuse(403, 'scrt2Domain is not the org\'s domain'));
+    }
+    let orgId: string;
+    try {
+      // A UDP retransmission never gets here (the transaction absorbs it), so a jti is claimed once per call
+      orgId = (await this.services.auth.verify(ctx.token)).orgId;
+    } catch (err) {
+      if (!isHandoffError(err) || err.code !== 'INVALID_TOKEN') throw err;
+      this.services.metrics.authFailures.inc({ reason: String(err.details?.['reason'] ?? 'unknown') });
+      return fail('invalid_token', refuse(403, `token refused (${String(err.details?.['reason'] ?? 'invalid')})`));
+    }
+    if (ctx.orgId !== null && ctx.orgId !== orgId) fail('org_mismatch', refuse(403, 'orgId does not match the token'));
+    const org = await this.services.refs.org(orgId);
+    if (!org || org.domain !== domain) fail('domain_mismatch', refuse(403, 'scrt2Domain is not the org\'s domain'));
+    if (channel.orgId !== orgId) fail('channel_not_found', refuse(404, 'no such channel in this org'));
+    const partner = ctx.callId === null ? null : await this.services.store.getVoiceCall(orgId, ctx.callId);
+    if (ctx.callId !== null && !partner) fail('call_not_found', refuse(404, 'callId: no such VoiceCall in this org'));
+    this.resolution('sip-uui', 'resolved');
+    const req = tx.request;
+    return {
+      path: 'uui',
+      orgId,
+      channel,
+      caller: callerNumber({ pAssertedIdentity: req.headers.getAll('P-Asserted-Identity'), from: req.headers.get('from') }, this.settings.defaultCountry),
+      partner,
+      transactionId: ctx.transactionId,
+      inputs: ctx.extra,
+    };
+  }
+
+  // --- hand-off ---
+
+  /** Creates VC2, runs the flow, picks an agent with room, and proxies or redirects the INVITE. */
+  private async deliver(tx: ServerTransaction, r: Resolved, startedAt: number): Promise<void> {
+    const req = tx.request;
+    if (tx.cancelled) throw refuse(487, 'cancelled');
+    const { services } = this;
+    const now = services.clock.now();
+    const id = newVoiceCallId();
+    const handoff: Record<string, unknown> = {
+      path: r.path,
+      transactionId: r.transactionId,
+      partnerVoiceCallId: r.partner ? toId18(r.partner.id) : null,
+      channel: r.channel.devName,
+      ...(r.leaseUid !== undefined ? { leaseUid: r.leaseUid } : {}),
+      sipCallId: req.callId,
+      sourceIp: tx.source.remoteAddress,
+      ...(r.provider ? { provider: r.provider } : {}),
+    };
+    const { created, call } = await services.store.transaction(async (st) => {
+      const result = await st.insertVoiceCall(
+        {
+          id,
+          orgId: r.orgId,
+          vendorCallKey: `sip:${req.callId}`,
+          callCenterApiName: r.channel.callCenterApiName,
+          toNumber: r.channel.number,
+          fromNumber: r.caller,
+          initiationMethod: 'Transfer',
+          parentVoiceCallId: r.partner?.id ?? null,
+          startTime: new Date(now).toISOString(),
+          endTime: null,
+          isActiveCall: true,
+          disconnectReason: null,
+          // the partner's callAttributes are the flow's input for the AI leg too
+          callAttributes: r.partner?.callAttributes ?? null,
+          callOrigin: null,
+          queue: null,
+          callSubtype: null,
+          participants: null,
+          telephonyProviderName: r.provider ?? r.partner?.telephonyProviderName ?? null,
+          status: 'Routing',
+          handoff,
+          escalation: null,
+        },
+        now,
+      );
+      if (result.created) await services.webhooks.emit(st, { orgId: r.orgId, type: 'voiceCall.created', voiceCallId: id, data: voiceCallView(result.call) });
+      return result;
+    });
+    // The same Call-ID again (a re-sent INVITE on a new transaction): the first one owns the record
+    if (!created) throw refuse(482, 'this Call-ID already has a hand-off');
+    const leg: NewLeg = { id, handoff, call, startedAt, log: this.log.child({ voiceCallId: toId18(id), transactionId: r.transactionId, orgId: r.orgId }) };
+    try {
+      await this.route(tx, r, leg);
+    } catch (err) {
+      if (LOGGED.has(err as object)) throw err;
+      leg.log.error({ err }, 'hand-off failed');
+      await this.failLeg(r, leg, 500, 'internal error', refuse(500, 'internal error'));
+    }
+  }
+
+  /** Marks a VC2 that never reached an agent as failed, then throws the refusal to answer. */
+  private async failLeg(r: Resolved, leg: NewLeg, status: number, reason: string, err: SipError): Promise<never> {
+    await this.finishRecord(r.orgId, leg.id, { status: 'Failed', disconnectReason: `sip-${status}` }, 'call.ended', { reason, sipStatus: status });
+    leg.log.info({ status, reason, path: r.path }, 'hand-off refused');
+    LOGGED.add(err);
+    throw err;
+  }
+
+  /** The flow's decision for VC2, the agent's capacity, then the INVITE to the agent (or a 302). */
+  private async route(tx: ServerTransaction, r: Resolved, leg: NewLeg): Promise<void> {
+    const { services } = this;
+    const { id, handoff, call, log, startedAt } = leg;
+    const failEarly = (status: number, reason: string, err: SipError): Promise<never> => this.failLeg(r, leg, status, reason, err);
+    const req = tx.request;
+    let routed;
+    try {
+      routed = await services.routing.route({ orgId: r.orgId, channel: r.channel, call, path: r.path, inputs: r.inputs });
+    } catch (err) {
+      const status = isHandoffError(err) ? err.sipStatus : 500;
+      return failEarly(status, 'routing failed', refuse(status, isHandoffError(err) ? err.message : 'routing failed'));
+    }
+    const decision = routed.decision;
+    if (decision.reject) {
+      const text = decision.reject.reason ?? 'Rejected by the channel flow';
+      return failEarly(decision.reject.status, text, refuse(decision.reject.status, text, [reasonHeader(decision.reject.status, text)]));
+    }
+    if (!routed.agent) {
+      const text = decision.queue ? `No AI agent: the flow chose queue ${decision.queue}` : 'No AI agent available';
+      return failEarly(480, text, refuse(480, text, [reasonHeader(480, text)]));
+    }
+    let agent = routed.agent;
+    if (!this.take(agent)) {
+      const fallback = await this.fallbackAgent(r.orgId, r.channel, agent);
+      if (!fallback || !this.take(fallback)) {
+        const text = `Agent ${agent.name} is at capacity`;
+        return failEarly(503, text, refuse(503, text, [['Retry-After', String(BUSY_RETRY_AFTER)], reasonHeader(503, text)]));
+      }
+      log.info({ agent: fallback.name, full: agent.name }, 'agent at capacity: flow fallback agent chosen');
+      agent = fallback;
+    }
+    const target = parseUri(agent.sipUri);
+    if (!target || target.kind !== 'sip') {
+      this.release(agent);
+      return failEarly(500, 'bad agent URI', refuse(500, `Agent ${agent.name} has no usable SIP URI`));
+    }
+    if (tx.cancelled) {
+      this.release(agent);
+      return failEarly(487, 'cancelled', refuse(487, 'cancelled'));
+    }
+
+    const hc: HandoffCall = {
+      id,
+      orgId: r.orgId,
+      agent,
+      handoff: { ...handoff, agent: agent.name, routedAt: new Date(services.clock.now()).toISOString() },
+      log,
+      startedAt,
+      chain: Promise.resolve(),
+      released: false,
+    };
+    const context: Array<[string, string]> = [
+      ['X-Handoff-Voice-Call-Id', toId18(id)],
+      ['X-Handoff-Partner-Voice-Call-Id', r.partner ? toId18(r.partner.id) : ''],
+      ['X-Handoff-Transaction-Id', r.transactionId ?? ''],
+      ['X-Handoff-Org-Id', toId18(r.orgId)],
+    ];
+    const routedEvent = { agent: agent.name, path: r.path, rule: decision.ruleName, partnerVoiceCallId: handoff['partnerVoiceCallId'] };
+    if (this.settings.mode === 'redirect') {
+      this.release(agent);
+      const contact = formatSipUri({ ...withoutUriHeaders(target), params: [...target.params], headers: context });
+      tx.reply(302, { headers: [['Contact', `<${contact.raw}>`]] });
+      this.observe(startedAt, 302);
+      log.info({ agent: agent.name, path: r.path }, 'hand-off redirected to the agent');
+      await this.finishRecord(r.orgId, id, { status: 'Redirected', disconnectReason: 'redirected', handoff: hc.handoff }, 'call.routed', routedEvent);
+      return;
+    }
+
+    const strip = [...UUI_HEADERS, ...new Set([...req.headers.entries()].map(([n]) => n).filter((n) => /^x-handoff-/i.test(n)))];
+    let pc: ProxyCall<HandoffCall>;
+    try {
+      pc = this.proxy.forward(tx, { target: withoutUriHeaders(target), remove: strip, add: context, data: hc, events: this.events });
+    } catch (err) {
+      this.release(agent);
+      throw err;
+    }
+    this.byVoiceCall.set(id, pc);
+    this.update(hc, { status: 'Routed', handoff: hc.handoff }, 'call.routed', routedEvent);
+    log.info({ agent: agent.name, path: r.path, rule: decision.ruleName }, 'hand-off routed to the agent');
+  }
+
+  private readonly events: ProxyCallEvents<HandoffCall> = {
+    onAnswered: (pc) => {
+      const c = pc.data;
+      this.observe(c.startedAt, 200);
+      c.handoff = { ...c.handoff, answeredAt: new Date(this.services.clock.now()).toISOString() };
+      this.update(c, { status: 'Answered', handoff: c.handoff }, 'call.answered', { agent: c.agent.name });
+      c.log.info({ agent: c.agent.name }, 'agent answered');
+    },
+    onFailed: (pc, status) => {
+      const c = pc.data;
+      this.observe(c.startedAt, status);
+      this.forget(c);
+      const reason = pc.endReason ?? `sip-${status}`;
+      c.log.info({ agent: c.agent.name, status }, 'hand-off failed');
+      this.queueFinish(c, { status: 'Failed', disconnectReason: reason }, { reason, sipStatus: status });
+    },
+    onEnded: (pc, by, reason) => {
+      const c = pc.data;
+      this.forget(c);
+      const why = by === 'caller' ? 'caller-hangup' : by === 'callee' ? 'agent-hangup' : (reason ?? 'ended');
+      c.log.info({ agent: c.agent.name, by: by === 'callee' ? 'agent' : by, reason: why }, 'call ended');
+      this.queueFinish(c, { status: 'Ended', disconnectReason: why }, { reason: why });
+    },
+  };
+
+  /** Releases the agent's slot and forgets the call (once). */
+  private forget(c: HandoffCall): void {
+    this.byVoiceCall.delete(c.id);
+    if (!c.released) {
+      c.released = true;
+      this.release(c.agent);
+    }
+  }
+
+  private queueFinish(c: HandoffCall, patch: VoiceCallPatch & { status: string; disconnectReason: string }, data: Record<string, unknown>): void {
+    c.chain = this.track(c.chain.then(() => this.finishRecord(c.orgId, c.id, { ...patch, handoff: c.handoff }, 'call.ended', data)));
+  }
+
+  /**
+   * Marks VC2 over (isActiveCall false, endTime) with its webhook, in one transaction. An
+   * escalated call keeps its 'Escalated' status.
+   */
+  private async finishRecord(orgId: string, id: string, patch: VoiceCallPatch, event?: WebhookEventType, data: Record<string, unknown> = {}): Promise<void> {
+    const now = this.services.clock.now();
+    try {
+      await this.services.store.transaction(async (st) => {
+        const current = await st.getVoiceCall(orgId, id);
+        const status = current?.status === 'Escalated' ? 'Escalated' : patch.status;
+        await st.updateVoiceCall(orgId, id, { ...patch, status, isActiveCall: false, endTime: new Date(now).toISOString() }, now);
+        if (event) await this.services.webhooks.emit(st, { orgId, type: event, voiceCallId: id, data });
+      });
+    } catch (err) {
+      this.log.error({ err, voiceCallId: toId18(id) }, 'VoiceCall update failed');
+    }
+  }
+
+  /** Applies a change to VC2 after the ones queued before it, with its webhook event. */
+  private update(c: HandoffCall, patch: VoiceCallPatch, event: WebhookEventType, data: Record<string, unknown>): void {
+    const { store, webhooks, clock } = this.services;
+    c.chain = this.track(
+      c.chain.then(async () => {
+        try {
+          await store.transaction(async (st) => {
+            await st.updateVoiceCall(c.orgId, c.id, patch, clock.now());
+            await webhooks.emit(st, { orgId: c.orgId, type: event, voiceCallId: c.id, data });
+          });
+        } catch (err) {
+          c.log.error({ err }, 'VoiceCall update failed');
+        }
+      }),
+    );
+  }
+
+  /** The flow's fallback agent when it is another agent this org may use, else null. */
+  private async fallbackAgent(orgId: string, channel: Channel, full: Agent): Promise<Agent | null> {
+    if (channel.flowName === null) return null;
+    const flow = await this.services.store.getFlow(orgId, channel.flowName);
+    if (!flow || !Value.Check(FlowDefinition, flow.definition)) return null;
+    const name = flow.definition.fallback.agent;
+    if (name === undefined || name === full.name) return null;
+    const agent = await this.services.store.getAgent(name);
+    return agent && (agent.orgId === null || agent.orgId === orgId) ? agent : null;
+  }
+
+  /** Takes a slot of the agent's `maxConcurrentCalls` (this instance's count); false when full. */
+  private take(agent: Agent): boolean {
+    const n = this.activeByAgent.get(agent.name) ?? 0;
+    if (n >= agent.maxConcurrentCalls) return false;
+    this.activeByAgent.set(agent.name, n + 1);
+    this.services.metrics.agentActiveCalls.set({ agent: agent.name }, n + 1);
+    return true;
+  }
+
+  private release(agent: Agent): void {
+    const n = Math.max(0, (this.activeByAgent.get(agent.name) ?? 0) - 1);
+    this.activeByAgent.set(agent.name, n);
+    this.services.metrics.agentActiveCalls.set({ agent: agent.name }, n);
+  }
+
+  private observe(startedAt: number, status: number): void {
+    this.services.metrics.sipInviteSeconds.observe({ status: String(status) }, (performance.now() - startedAt) / 1000);
+  }
+
+  /** Answers a refused INVITE: SipError as given, HandoffError by its SIP status, anything else 500. */
+  private refuse(tx: ServerTransaction, err: unknown, startedAt: number): void {
+    let status: number;
+    let headers: Array<[string, string]>;
+    if (err instanceof SipError) {
+      status = err.status;
+      headers = (err.options.headers ?? []).map(([k, v]) => [k, v]);
+    } else if (isHandoffError(err)) {
+      status = err.sipStatus;
+      headers = [['Warning', warning(err.message)]];
+      if (err.retryAfter !== undefined) headers.push(['Retry-After', String(err.retryAfter)]);
+    } else {
+      status = 500;
+      headers = [];
+      this.log.error({ err, sipCallId: tx.request.callId }, 'INVITE handling failed');
+    }
+    if (!LOGGED.has(err as object)) {
+      const text = headers.find(([k]) => k === 'Warning')?.[1];
+      this.log.info({ status, warning: text, sipCallId: tx.request.callId, source: tx.source.remoteAddress }, 'hand-off refused');
+    }
+    if (!tx.finalSent && tx.state !== 'terminated') tx.reply(status, { headers });
+    this.observe(startedAt, status);
+  }
+}

@@ -267,7 +267,8 @@ const SQL = {
       (SELECT org_id, key FROM idempotency_keys WHERE expires_at <= :now LIMIT ${SWEEP_BATCH})`),
 } as const;
 
-function toLease(r: LeasesTable): Lease {
+/** A leases row as a Lease (also used by the webhook store for lease events). */
+export function toLease(r: LeasesTable): Lease {
   return {
     uid: r.uid,
     orgId: r.org_id,
@@ -286,7 +287,7 @@ function toLease(r: LeasesTable): Lease {
 
 /** Aggregates come back as numbers (SQLite) or BIGINT-parsed numbers (PostgreSQL); null stays null. */
 const num = (v: unknown): number => Number(v ?? 0);
-const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
+export const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
 
 interface Job {
   fn: (tx: LeaseStore) => Promise<unknown>;

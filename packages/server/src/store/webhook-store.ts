@@ -2,7 +2,7 @@ import { sql, type Kysely, type RawBuilder, type Transaction } from 'kysely';
 import type { WebhookEventType } from '../domain/webhook-signature.js';
 import { KyselyStore } from './kysely-store.js';
 import type { LeasesTable } from './lease-schema.js';
-import type { Lease } from './lease-store.js';
+import { numOrNull, toLease, type Lease } from './lease-store.js';
 import type { Database } from './schema.js';
 import type { Store } from './store.js';
 
@@ -133,8 +133,6 @@ function toSubscription(r: WebhookSubscriptionsTable): WebhookSubscription {
   };
 }
 
-const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
-
 function toDelivery(r: WebhookDeliveriesTable): WebhookDelivery {
   return {
     eventId: r.event_id,
@@ -156,22 +154,6 @@ function toDelivery(r: WebhookDeliveriesTable): WebhookDelivery {
   };
 }
 
-function toLease(r: LeasesTable): Lease {
-  return {
-    uid: r.uid,
-    orgId: r.org_id,
-    country: r.country,
-    routableNumber: r.routable_number,
-    fromNumber: r.from_number,
-    toNumber: r.to_number,
-    callId: r.call_id,
-    transactionId: r.transaction_id,
-    provider: r.provider,
-    createdAt: Number(r.created_at),
-    expiresAt: Number(r.expires_at),
-    consumedAt: numOrNull(r.consumed_at),
-  };
-}
 
 /**
  * "No earlier delivery of the same (subscription, call) is still pending": the per-call ordering

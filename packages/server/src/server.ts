@@ -84,7 +84,7 @@ export async function startServer(settings: Settings, opts: { clock?: Clock; log
     }
     const provisioning = settings.configFile
       ? loadProvisioningFile(settings.configFile)
-      : demoProvisioning((demoKeys = await ensureDemoKeys(settings.dataDir)).publicKeyPem, demoAgent!.uri);
+      : demoProvisioning((demoKeys = await ensureDemoKeys(settings.dataDir)).publicKeyPem, demoAgent!.uri, demoKeys.agentToken);
     const result = await applyProvisioning(store, provisioning, clock.now());
     for (const orgId of result.touchedOrgs) services.auth.invalidateOrg(orgId);
     services.refs.clear();

@@ -5,6 +5,7 @@ import { isHandoffError } from '../domain/errors.js';
 import { mintToken } from '../domain/token-mint.js';
 import { demoBanner, startServer } from '../server.js';
 import { addAdminCommands, addTenantCommands } from './admin.js';
+import { addDemoCommand } from './demo.js';
 
 function positiveInt(value: string): number {
   const n = Number(value);
@@ -69,6 +70,7 @@ export function buildProgram(): Command {
 
   addAdminCommands(program);
   addTenantCommands(program);
+  addDemoCommand(program);
   return program;
 }
 

@@ -1,4 +1,4 @@
-import { createPrivateKey, createPublicKey } from 'node:crypto';
+import { createPrivateKey, createPublicKey, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Provisioning } from '../config.js';
@@ -44,13 +44,17 @@ export interface DemoInfo {
   demoAgentUri: string;
   /** The generated operator secret's file, when HANDOFF_OPERATOR_TOKEN is not set. */
   operatorTokenPath: string | null;
+  /** The demo agent's generated bearer secret (escalation), mode 0600. */
+  agentTokenPath: string;
 }
 
 /**
  * Loads the demo key pair from the data dir, creating it on first start (private key mode 0600),
  * so restarts keep the same key and previously minted tokens stay valid.
  */
-export async function ensureDemoKeys(dataDir: string): Promise<{ privateKeyPath: string; publicKeyPath: string; publicKeyPem: string }> {
+export async function ensureDemoKeys(
+  dataDir: string,
+): Promise<{ privateKeyPath: string; publicKeyPath: string; publicKeyPem: string; agentTokenPath: string; agentToken: string }> {
   mkdirSync(dataDir, { recursive: true });
   const privateKeyPath = join(dataDir, 'demo-private-key.pem');
   const publicKeyPath = join(dataDir, 'demo-public-key.pem');
@@ -61,11 +65,20 @@ export async function ensureDemoKeys(dataDir: string): Promise<{ privateKeyPath:
   chmodSync(privateKeyPath, 0o600);
   const publicKeyPem = createPublicKey(createPrivateKey(readFileSync(privateKeyPath, 'utf8'))).export({ type: 'spki', format: 'pem' }).toString();
   writeFileSync(publicKeyPath, publicKeyPem);
-  return { privateKeyPath, publicKeyPath, publicKeyPem };
+  return { privateKeyPath, publicKeyPath, publicKeyPem, ...ensureDemoAgentToken(dataDir) };
+}
+
+/** The demo agent's bearer secret (escalation): generated once into the data dir (0600) and reused. */
+export function ensureDemoAgentToken(dataDir: string): { agentTokenPath: string; agentToken: string } {
+  const agentTokenPath = join(dataDir, 'demo-agent-token');
+  mkdirSync(dataDir, { recursive: true });
+  if (!existsSync(agentTokenPath)) writeFileSync(agentTokenPath, randomBytes(32).toString('base64url') + '\n', { mode: 0o600 });
+  chmodSync(agentTokenPath, 0o600);
+  return { agentTokenPath, agentToken: readFileSync(agentTokenPath, 'utf8').trim() };
 }
 
 /** The demo tenant as a provisioning document, applied through the same path as a config file. */
-export function demoProvisioning(publicKeyPem: string, agentSipUri: string): Provisioning {
+export function demoProvisioning(publicKeyPem: string, agentSipUri: string, agentToken?: string): Provisioning {
   return {
     orgs: [
       {
@@ -86,7 +99,7 @@ export function demoProvisioning(publicKeyPem: string, agentSipUri: string): Pro
       },
     ],
     pools: Object.entries(DEMO.pools).map(([country, range]) => ({ country, ranges: [range] })),
-    agents: [{ name: DEMO.agentName, sipUri: agentSipUri, maxConcurrentCalls: 50 }],
+    agents: [{ name: DEMO.agentName, sipUri: agentSipUri, maxConcurrentCalls: 50, ...(agentToken !== undefined ? { token: agentToken } : {}) }],
   };
 }
 
@@ -106,6 +119,7 @@ export function demoInfo(args: {
   privateKeyPath: string;
   publicKeyPath: string;
   operatorTokenPath: string | null;
+  agentTokenPath: string;
 }): DemoInfo {
   return {
     orgId: DEMO.orgId,
@@ -125,5 +139,6 @@ export function demoInfo(args: {
     sipPorts: args.sipPorts,
     demoAgentUri: args.demoAgentUri,
     operatorTokenPath: args.operatorTokenPath,
+    agentTokenPath: args.agentTokenPath,
   };
 }

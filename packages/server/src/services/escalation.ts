@@ -4,6 +4,7 @@ import { normalizeSfId, toId18, VOICE_CALL_PREFIX } from '../domain/ids.js';
 import type { Store } from '../store/store.js';
 import type { Agent, VoiceCall } from '../store/types.js';
 import { bearerSecret, hashSecret } from './operator-auth.js';
+import type { WebhookService } from './webhooks.js';
 
 export interface EscalateInput {
   reason: string;
@@ -35,6 +36,7 @@ export class EscalationService {
   constructor(
     private readonly store: Store,
     private readonly clock: Clock,
+    private readonly webhooks: WebhookService,
   ) {}
 
   /** The agent whose bearer secret this is; INVALID_TOKEN otherwise (partner JWTs do not open this). */
@@ -77,6 +79,13 @@ export class EscalationService {
     const { aiLeg, partnerCall } = await this.store.transaction(async (tx) => {
       const ai = await tx.updateVoiceCall(leg.orgId, leg.id, { escalation, status: 'Escalated' }, now);
       const partner = leg.parentVoiceCallId ? await tx.updateVoiceCall(leg.orgId, leg.parentVoiceCallId, { escalation }, now) : null;
+      // The partner learns why from the record and from this event, written with the outcome.
+      await this.webhooks.emit(tx, {
+        orgId: leg.orgId,
+        type: 'call.escalated',
+        voiceCallId: leg.id,
+        data: { ...escalation, partnerVoiceCallId: leg.parentVoiceCallId ? toId18(leg.parentVoiceCallId) : null },
+      });
       return { aiLeg: ai!, partnerCall: partner };
     });
     const aiLegEnded = (await this.callControl?.endCall(leg.id, 'escalated')) ?? false;

@@ -68,7 +68,7 @@ export function createServices(store: KyselyStore, clock: Clock, opts: ServiceOp
     operator: opts.operatorToken ? new OperatorAuth(opts.operatorToken) : null,
     refs,
     routing: new RoutingService(store, clock),
-    escalation: new EscalationService(store, clock),
+    escalation: new EscalationService(store, clock, webhooks),
     webhooks,
   };
 }

@@ -19,7 +19,11 @@ for (const backend of ['sqlite', 'postgres'] as const) {
           return true;
         },
       };
+      // The dispatcher is not started here, so emitted events stay in the outbox to be inspected.
+      await h.services.webhooks.createSubscription(ORG_A, { id: 'esc', url: 'http://127.0.0.1:9/hook', secret: 'a-test-secret-of-16+', events: ['call.escalated'] });
     });
+    const escalatedEvents = async (vc2: string) =>
+      (await h.services.webhooks.listDeliveries({ orgId: ORG_A, voiceCallId: vc2.slice(0, 15) })).filter((d) => d.eventType === 'call.escalated');
     after(() => h.close());
 
     /** VC1 through the API, VC2 as the SIP hand-off writes it. */
@@ -62,6 +66,12 @@ for (const backend of ['sqlite', 'postgres'] as const) {
       assert.equal(partner.escalation.agent, 'bot');
       assert.equal(partner.legs[0].status, 'Ended');
       assert.equal(partner.legs[0].isActiveCall, false);
+      const events = await escalatedEvents(vc2);
+      assert.equal(events.length, 1, 'a call.escalated webhook is queued with the outcome');
+      const payload = JSON.parse(events[0]!.payload);
+      assert.equal(payload.voiceCallId, vc2);
+      assert.equal(payload.data.reason, 'customer asked for a human');
+      assert.equal(payload.data.partnerVoiceCallId, vc1);
     });
 
     test("by the partner's call ID, the agent's live leg is escalated", async () => {
@@ -93,6 +103,7 @@ for (const backend of ['sqlite', 'postgres'] as const) {
       assert.equal((await escalate(mine, { reason: 'x'.repeat(256) })).statusCode, 400);
       const rec = (await h.app.inject({ method: 'GET', url: `/telephony/v1/voiceCalls/${mine}`, headers: { authorization: `Bearer ${tok}` } })).json();
       assert.equal(rec.escalation, null, 'refusals changed nothing');
+      assert.deepEqual(await escalatedEvents(mine), [], 'and emitted nothing');
     });
   });
 }

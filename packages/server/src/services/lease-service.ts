@@ -25,7 +25,7 @@ export interface LeaseServiceOptions {
   /** Lease rows are kept this long after expiry for diagnostics, then swept (default 1 h). */
   leaseRetentionSeconds?: number;
   /** Where lease.reserved and lease.consumed go (none when absent). */
-  events?: Pick<WebhookService, 'emitAfterCommit'>;
+  events?: Pick<WebhookService, 'emitIfWanted'>;
 }
 
 export interface ReserveInput {
@@ -76,7 +76,7 @@ export class LeaseService {
   private readonly clock: Clock;
   private readonly defaultRetryAfter: number;
   private readonly retentionMs: number;
-  private readonly events: Pick<WebhookService, 'emitAfterCommit'> | null;
+  private readonly events: Pick<WebhookService, 'emitIfWanted'> | null;
 
   constructor(
     private readonly leases: LeaseStore,
@@ -99,7 +99,7 @@ export class LeaseService {
    *   number is free for this caller. 429 and 503 carry retryAfter (seconds).
    */
   async reserve(input: ReserveInput): Promise<ReserveResult> {
-    const result = await this.leases.transaction(async (tx): Promise<ReserveResult> => {
+    return this.leases.transaction(async (tx): Promise<ReserveResult> => {
       const now = this.clock.now();
       const key = input.transactionId;
       if (key !== null && !(await tx.claimIdempotencyKey(input.orgId, key, input.requestHash, now, now + IDEMPOTENCY_RETENTION_MS))) {
@@ -134,6 +134,8 @@ export class LeaseService {
         };
         await tx.insertLease({ ...lease, holdUntil });
         if (key !== null) await tx.linkIdempotencyKey(input.orgId, key, lease);
+        // In the lease's transaction: the event exists if and only if the lease does.
+        await this.events?.emitIfWanted(tx.store, leaseEvent('lease.reserved', lease));
         return { replayed: false, lease };
       }
       const release = await tx.earliestRelease(input.country, input.fromNumber, now);
@@ -141,13 +143,6 @@ export class LeaseService {
         retryAfter: release === null ? this.defaultRetryAfter : retryAfterSeconds(release, now),
       });
     });
-    // Emitted after the commit, not in the lease transaction: on SQLite that transaction is shared by
-    // a group of reservations (lease-store.ts) and the lease store does not expose the Store to write
-    // the outbox through. Consequences: a crash between the commit and this write loses the event (a
-    // retried transactionId replays the lease without emitting again), and another instance's event
-    // of the same call committed in between sorts before it. Replays emit nothing.
-    if (!result.replayed) await this.events?.emitAfterCommit(leaseEvent('lease.reserved', result.lease));
-    return result;
   }
 
   /** A repeated transactionId: the same live lease, or 422 / 409 (see reserve). */
@@ -182,13 +177,16 @@ export class LeaseService {
    * not a sweep has run.
    */
   async resolve(calledNumber: string, callerNumber: string): Promise<ResolveResult> {
-    const result = await this.leases.transaction(async (tx): Promise<ResolveResult> => {
+    return this.leases.transaction(async (tx): Promise<ResolveResult> => {
       // Two attempts: if the pair's latest lease is live after a failed consume, it was committed after
       // the UPDATE took its snapshot (the previous hold had just ended), and is the one to consume.
       for (let attempt = 0; attempt < 2; attempt++) {
         const now = this.clock.now();
         const lease = await tx.consumeLease(calledNumber, callerNumber, now, this.cooldownMs);
-        if (lease) return { ok: true, lease };
+        if (lease) {
+          await this.events?.emitIfWanted(tx.store, leaseEvent('lease.consumed', lease));
+          return { ok: true, lease };
+        }
         const latest = await tx.latestLease(calledNumber, callerNumber);
         if (!latest) return { ok: false, reason: 'no_lease' };
         if (latest.consumedAt !== null) return { ok: false, reason: 'consumed' };
@@ -196,9 +194,6 @@ export class LeaseService {
       }
       return { ok: false, reason: 'consumed' };
     });
-    // After the commit, for the reasons given in reserve().
-    if (result.ok) await this.events?.emitAfterCommit(leaseEvent('lease.consumed', result.lease));
-    return result;
   }
 
   /**

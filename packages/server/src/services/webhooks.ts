@@ -181,6 +181,15 @@ export class WebhookService {
   }
 
   /**
+   * {@link emit} inside `tx`, but only when a subscription of the org wants the type (from the
+   * subscription cache, read through `tx` when stale): the hot lease path of an org without
+   * subscriptions then writes nothing more.
+   */
+  async emitIfWanted(tx: Store, input: WebhookEventInput): Promise<void> {
+    if (await this.wanted(requireId(input.orgId, ORG_PREFIX, 'orgId'), input.type, tx)) await this.emit(tx, input);
+  }
+
+  /**
    * Emits outside any transaction, for a state change that has already committed. A crash between
    * that commit and this write loses the event, so prefer {@link emit} inside the transaction where
    * one is at hand. Never throws: a failure is logged and counted (handoff_webhook_emit_failures_total)
@@ -206,10 +215,11 @@ export class WebhookService {
    * subscriptions then cost no write. A subscription added by another process applies to them
    * within that time. Real time, not the injected clock: this is freshness, not a rule.
    */
-  private async wanted(orgId: string, type: WebhookEventType): Promise<boolean> {
+  private async wanted(orgId: string, type: WebhookEventType, via: Store = this.store): Promise<boolean> {
     let entry = this.filters.get(orgId);
     if (!entry || Date.now() - entry.at >= SUBSCRIPTION_CACHE_MS) {
-      const subs = await WebhookStore.of(this.store).listSubscriptions(orgId);
+      // Through the caller's transaction when there is one: on SQLite its connection is the only one.
+      const subs = await WebhookStore.of(via).listSubscriptions(orgId);
       entry = { at: Date.now(), events: new Set(subs.flatMap((s) => s.events)) };
       this.filters.set(orgId, entry);
     }

@@ -2,7 +2,7 @@ import { CompiledQuery, type Kysely, type Transaction } from 'kysely';
 import type { KyselyStore } from './kysely-store.js';
 import type { LeaseTables, LeasesTable } from './lease-schema.js';
 import type { Database } from './schema.js';
-import type { Dialect } from './store.js';
+import type { Dialect, Store } from './store.js';
 
 /** A number-pool lease as the rest of the code sees it; times are epoch ms. */
 export interface Lease {
@@ -69,6 +69,8 @@ export interface SweepCounts {
  */
 export interface LeaseStore {
   readonly dialect: Dialect;
+  /** The Store this lease store runs on (inside transaction(), bound to that transaction). */
+  readonly store: Store;
   /**
    * Runs fn atomically: all of its writes or none. Inside a Store transaction it joins that one. On
    * SQLite, concurrent calls are group-committed: each runs in its own savepoint of a shared
@@ -362,7 +364,7 @@ export class KyselyLeaseStore implements LeaseStore {
   readonly dialect: Dialect;
   private readonly groupCommit: GroupCommit | null;
 
-  constructor(private readonly store: KyselyStore) {
+  constructor(readonly store: KyselyStore) {
     this.dialect = store.dialect;
     this.groupCommit = store.dialect === 'sqlite' && !store.executor.isTransaction ? new GroupCommit(store) : null;
   }

@@ -11,141 +11,13 @@ import type { Command } from 'commander';
 import { mintToken } from '../domain/token-mint.js';
 import { encodeUui } from '../domain/uui.js';
 import type { DemoInfo } from '../services/demo.js';
-import {
-  SipServer,
-  createRequest,
-  createResponse,
-  destinationForUri,
-  newCallId,
-  newTag,
-  parseNameAddr,
-  parseUri,
-  type SipDestination,
-  type SipRequest,
-  type SipResponse,
-} from '../sip/index.js';
-
-const SDP = 'v=0\r\no=handoff-demo 1 1 IN IP4 127.0.0.1\r\ns=handoff demo\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 42000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n';
+import { UserAgent, type SipDestination } from '../sip/index.js';
 
 /** A failed step: its message is printed and the command exits 1. */
 class DemoFailure extends Error {}
 
 function check(ok: unknown, message: string): asserts ok {
   if (!ok) throw new DemoFailure(message);
-}
-
-/** One call placed by the demo's caller UA, with its dialog state (RFC 3261 §12.1.2). */
-class DemoCall {
-  readonly final: Promise<SipResponse>;
-  private resolveFinal!: (r: SipResponse) => void;
-  private routes: string[] = [];
-  private target = '';
-  private toValue = '';
-  private cseq = 1;
-  /** Resolves when the other side sends a BYE (answered 200). */
-  readonly byeReceived: Promise<void>;
-  gotBye = false;
-  private resolveBye!: () => void;
-
-  constructor(
-    private readonly sip: SipServer,
-    readonly invite: SipRequest,
-  ) {
-    this.final = new Promise((r) => (this.resolveFinal = r));
-    this.byeReceived = new Promise((r) => (this.resolveBye = r));
-  }
-
-  onResponse(res: SipResponse): void {
-    if (res.status < 200) return;
-    if (res.status < 300) {
-      const contact = res.contacts[0];
-      this.target = contact && contact !== '*' ? contact.uri.raw : this.invite.uri;
-      this.routes = res.headers.getAll('record-route').reverse();
-      this.toValue = res.headers.get('to') ?? '';
-      this.ack(); // every 2xx, retransmissions included (§13.2.2.4)
-    }
-    this.resolveFinal(res);
-  }
-
-  onBye(): void {
-    this.gotBye = true;
-    this.resolveBye();
-  }
-
-  /** An in-dialog request to the remote target, through the route set as Route headers (loose routing). */
-  private inDialog(method: string, cseq: number): { req: SipRequest; dest: SipDestination } {
-    const req = createRequest({
-      method,
-      uri: this.target,
-      from: this.invite.headers.get('from')!,
-      to: this.toValue,
-      callId: this.invite.callId,
-      cseq,
-      headers: this.routes.map((r): [string, string] => ['Route', r]),
-    });
-    const first = this.routes[0] === undefined ? parseUri(this.target) : parseNameAddr(this.routes[0])?.uri;
-    if (first?.kind !== 'sip') throw new DemoFailure(`no SIP next hop for the ${method}`);
-    return { req, dest: destinationForUri(first) };
-  }
-
-  private ack(): void {
-    const { req, dest } = this.inDialog('ACK', 1);
-    this.sip.transactions.sendStateless(req, dest);
-  }
-
-  bye(): Promise<SipResponse> {
-    const { req, dest } = this.inDialog('BYE', ++this.cseq);
-    return new Promise((resolve, reject) => {
-      this.sip.sendRequest(req, dest, {
-        onResponse: (_t, r) => r.status >= 200 && resolve(r),
-        onTimeout: () => reject(new DemoFailure('the BYE timed out')),
-        onTransportError: (_t, e) => reject(new DemoFailure(`the BYE could not be sent: ${e.message}`)),
-      });
-    });
-  }
-}
-
-/** The caller's side: a UAC on an ephemeral UDP port that also answers the BYEs it receives. */
-class DemoUa {
-  private readonly calls = new Map<string, DemoCall>();
-  readonly sip = new SipServer({ udp: { host: '127.0.0.1', port: 0 } });
-
-  async start(): Promise<void> {
-    this.sip.onRequest('BYE', (tx) => {
-      const call = this.calls.get(tx.request.callId);
-      tx.reply(call ? 200 : 481);
-      call?.onBye();
-    });
-    await this.sip.start();
-  }
-
-  invite(dest: SipDestination, called: string, caller: string, headers: Array<[string, string]> = []): DemoCall {
-    const uri = `sip:${called}@${dest.host.includes(':') ? `[${dest.host}]` : dest.host}:${dest.port}`;
-    const req = createRequest({
-      method: 'INVITE',
-      uri,
-      from: `<sip:${caller}@127.0.0.1>;tag=${newTag()}`,
-      to: `<${uri}>`,
-      callId: newCallId('127.0.0.1'),
-      cseq: 1,
-      contact: `<sip:caller@127.0.0.1:${this.sip.addresses().udp!.port}>`,
-      headers,
-      body: SDP,
-      contentType: 'application/sdp',
-    });
-    const call = new DemoCall(this.sip, req);
-    this.calls.set(req.callId, call);
-    this.sip.sendRequest(req, dest, {
-      onResponse: (_t, res) => call.onResponse(res),
-      onTimeout: () => call.onResponse(createResponse(req, 408)),
-      onTransportError: () => call.onResponse(createResponse(req, 503)),
-    });
-    return call;
-  }
-
-  close(): Promise<void> {
-    return this.sip.close();
-  }
 }
 
 interface StepRecord {
@@ -196,7 +68,7 @@ export async function runDemo(opts: { dataDir: string; json: boolean }): Promise
   const out = (line: string) => {
     if (!opts.json) process.stdout.write(line + '\n');
   };
-  let ua: DemoUa | null = null;
+  let ua: UserAgent | null = null;
   let records: VoiceCallView | null = null;
 
   async function step<T>(name: string, fn: (details: Record<string, unknown>) => Promise<T>): Promise<T> {
@@ -277,8 +149,7 @@ export async function runDemo(opts: { dataDir: string; json: boolean }): Promise
       return r.json.voiceCallId;
     });
 
-    ua = new DemoUa();
-    await ua.start();
+    ua = await UserAgent.start();
     const uaRef = ua;
 
     // 2. path A: a leased number
@@ -324,7 +195,7 @@ export async function runDemo(opts: { dataDir: string; json: boolean }): Promise
     });
 
     await step('2d. path A: hang up (BYE through the route set)', async (d) => {
-      if (callA.gotBye) {
+      if (callA.byeReceived) {
         d.note = 'the demo agent had already hung up (HANDOFF_DEMO_AGENT_HANGUP_SECONDS); nothing to end';
         return;
       }
@@ -373,7 +244,7 @@ export async function runDemo(opts: { dataDir: string; json: boolean }): Promise
     // 4. the AI agent gives the call back
     await step(`4. escalation: POST /telephony/v1/voiceCalls/${vc2}/escalate (demo agent's token)`, async (d) => {
       check(demo.agentTokenPath && existsSync(demo.agentTokenPath), 'demo.json names no readable agentTokenPath: restart the service with this version');
-      if (callB.gotBye) throw new DemoFailure('the demo agent hung up before the escalation: raise HANDOFF_DEMO_AGENT_HANGUP_SECONDS');
+      if (callB.byeReceived) throw new DemoFailure('the demo agent hung up before the escalation: raise HANDOFF_DEMO_AGENT_HANGUP_SECONDS');
       const agentToken = readFileSync(demo.agentTokenPath, 'utf8').trim();
       const r = await api<{ status: string; aiLegEnded: boolean; partnerVoiceCallId: string | null }>(
         'POST',
@@ -384,7 +255,7 @@ export async function runDemo(opts: { dataDir: string; json: boolean }): Promise
       expect(r, 200, 'escalate');
       check(r.json.aiLegEnded === true, `aiLegEnded is ${String(r.json.aiLegEnded)}, expected true`);
       Object.assign(d, { status: r.json.status, aiLegEnded: r.json.aiLegEnded, partnerVoiceCallId: r.json.partnerVoiceCallId });
-      await withTimeout(callB.byeReceived, 5000, 'the partner leg received no BYE');
+      await withTimeout(callB.byeArrived, 5000, 'the partner leg received no BYE');
       d.partnerLeg = 'BYE received, answered 200';
     });
 

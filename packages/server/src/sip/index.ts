@@ -16,3 +16,4 @@ export * from './timers.js';
 export * from './transactions.js';
 export * from './transport.js';
 export * from './uri.js';
+export * from './user-agent.js';

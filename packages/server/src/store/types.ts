@@ -1,3 +1,5 @@
+import type { KeyAlg } from '../domain/token.js';
+
 /** Records as the rest of the code sees them: camelCase, times in epoch ms, JSON already parsed. */
 
 export interface OrgFeatures {
@@ -23,7 +25,8 @@ export interface Org {
   updatedAt: number;
 }
 
-export type KeyAlg = 'RS256' | 'ES256';
+/** Defined once, in the domain: the algorithm a registered key signs with. */
+export type { KeyAlg };
 
 export interface OrgKey {
   /** Operator-chosen stable name of the key, unique across the install. */

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { tortureDir } from '../sip/helpers.js';
 import { newVoiceCallId, toId18 } from '../../src/domain/ids.js';
 import { BOT_TOKEN, CH, DOMAIN_A, DOMAIN_B, ORG_A, ORG_B, POOL, startFixture, waitFor, type Fixture } from './fixture.js';
-import { NodeUa } from './node-ua.js';
+import { UserAgent as NodeUa } from '../../src/sip/user-agent.js';
 import { agent, assertRecordsConsistent, assertSippOk, legsOf, numberPathJourney, partner, receivedInvite, uuiPathJourney } from './scenarios.js';
 import { SKIP_SIPP, headerOf, messagesStarting, type SippResult } from './sipp.js';
 

@@ -1,39 +1,37 @@
 /**
- * A tiny partner UA on the in-house stack, for what sipp cannot do here (TLS: the packaged sipp
- * is built without it): INVITE, ACK of the 2xx and BYE through the Record-Route set (§12.1.2).
+ * A small SIP user agent on the in-house stack, playing a partner's side: INVITE with SDP, ACK of
+ * the 2xx and BYE through the Record-Route set (RFC 3261 §12.1.2, §13.2.2.4), and BYEs it receives
+ * answered. Used by `handoff demo` and by the tests (e.g. for TLS, which Debian's sipp lacks).
  */
-import {
-  SipServer,
-  createRequest,
-  createResponse,
-  destinationForUri,
-  newCallId,
-  newTag,
-  parseNameAddr,
-  parseUri,
-  type ClientTransaction,
-  type SipDestination,
-  type SipRequest,
-  type SipResponse,
-} from '../../src/sip/index.js';
+import { createRequest, createResponse } from './message.js';
+import type { SipRequest, SipResponse } from './message.js';
+import { parseNameAddr } from './header-values.js';
+import { newCallId, newTag } from './ids.js';
+import { SipServer, destinationForUri } from './sip-server.js';
+import type { SipDestination } from './transport.js';
+import { parseUri } from './uri.js';
 
-const SDP = 'v=0\r\no=partner 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 41000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n';
+const SDP = 'v=0\r\no=handoff-ua 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 41000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n';
 
 export class UaCall {
   readonly responses: SipResponse[] = [];
   readonly final: Promise<SipResponse>;
+  /** Resolves when the other side sends a BYE (answered 200). */
+  readonly byeArrived: Promise<void>;
+  byeReceived = false;
   private resolveFinal!: (r: SipResponse) => void;
+  private resolveBye!: () => void;
   private routes: string[] = [];
   private target = '';
   private toValue = '';
   private cseq = 1;
-  byeReceived = false;
 
   constructor(
-    private readonly ua: NodeUa,
+    private readonly sip: SipServer,
     readonly invite: SipRequest,
   ) {
     this.final = new Promise((r) => (this.resolveFinal = r));
+    this.byeArrived = new Promise((r) => (this.resolveBye = r));
   }
 
   get callId(): string {
@@ -54,6 +52,12 @@ export class UaCall {
     this.resolveFinal(res);
   }
 
+  /** @internal */
+  onBye(): void {
+    this.byeReceived = true;
+    this.resolveBye();
+  }
+
   private inDialog(method: string, cseq: number, direct?: { uri: string; dest: SipDestination }): { req: SipRequest; dest: SipDestination } {
     const req = createRequest({
       method,
@@ -66,13 +70,13 @@ export class UaCall {
     });
     if (direct) return { req, dest: direct.dest };
     const first = this.routes[0] === undefined ? parseUri(this.target) : parseNameAddr(this.routes[0])?.uri;
-    if (first?.kind !== 'sip') throw new Error('no SIP next hop');
+    if (first?.kind !== 'sip') throw new Error(`no SIP next hop for the ${method}`);
     return { req, dest: destinationForUri(first) };
   }
 
   private ack(): void {
     const { req, dest } = this.inDialog('ACK', 1);
-    this.ua.sip.transactions.sendStateless(req, dest);
+    this.sip.transactions.sendStateless(req, dest);
   }
 
   /**
@@ -82,10 +86,10 @@ export class UaCall {
   bye(direct?: { uri: string; dest: SipDestination }): Promise<SipResponse> {
     const { req, dest } = this.inDialog('BYE', ++this.cseq, direct);
     return new Promise((resolve, reject) => {
-      this.ua.sip.sendRequest(req, dest, {
+      this.sip.sendRequest(req, dest, {
         onResponse: (_t, r) => r.status >= 200 && resolve(r),
-        onTimeout: () => reject(new Error('BYE timed out')),
-        onTransportError: (_t, e) => reject(e),
+        onTimeout: () => reject(new Error('the BYE timed out')),
+        onTransportError: (_t, e) => reject(new Error(`the BYE could not be sent: ${e.message}`)),
       });
     });
   }
@@ -93,23 +97,24 @@ export class UaCall {
 
 /**
  * @example
- * const ua = await NodeUa.start();
- * const call = ua.invite({ transport: 'tls', host: '127.0.0.1', port: 5061 }, '+14155550100', '+14155550123', [['User-to-User', hex]]);
+ * const ua = await UserAgent.start();
+ * const call = ua.invite({ transport: 'udp', host: '127.0.0.1', port: 5060 }, '+14155550100', '+14155550123', [['User-to-User', hex]]);
  * assert.equal((await call.final).status, 200);
  * await call.bye();
  */
-export class NodeUa {
+export class UserAgent {
   readonly calls = new Map<string, UaCall>();
 
   private constructor(readonly sip: SipServer) {}
 
-  static async start(): Promise<NodeUa> {
+  /** Listens on ephemeral UDP and TCP ports of 127.0.0.1; TLS servers are not verified (test and demo use). */
+  static async start(): Promise<UserAgent> {
     const sip = new SipServer({ udp: { host: '127.0.0.1', port: 0 }, tcp: { host: '127.0.0.1', port: 0 }, tlsClient: { rejectUnauthorized: false } });
-    const ua = new NodeUa(sip);
+    const ua = new UserAgent(sip);
     sip.onRequest('BYE', (tx) => {
       const call = ua.calls.get(tx.request.callId);
-      if (call) call.byeReceived = true;
       tx.reply(call ? 200 : 481);
+      call?.onBye();
     });
     await sip.start();
     return ua;
@@ -117,8 +122,8 @@ export class NodeUa {
 
   /** Sends an INVITE for `called` at the service (`dest`) from `caller`. */
   invite(dest: SipDestination, called: string, caller: string, headers: Array<[string, string]> = []): UaCall {
-    const transport = dest.transport;
-    return this.inviteUri(dest, `sip:${called}@${dest.host}:${dest.port}${transport === 'udp' ? '' : `;transport=${transport}`}`, caller, headers);
+    const host = dest.host.includes(':') ? `[${dest.host}]` : dest.host;
+    return this.inviteUri(dest, `sip:${called}@${host}:${dest.port}${dest.transport === 'udp' ? '' : `;transport=${dest.transport}`}`, caller, headers);
   }
 
   /** Sends an INVITE with this Request-URI (which may carry URI headers). */
@@ -136,10 +141,10 @@ export class NodeUa {
       body: SDP,
       contentType: 'application/sdp',
     });
-    const call = new UaCall(this, req);
+    const call = new UaCall(this.sip, req);
     this.calls.set(req.callId, call);
     this.sip.sendRequest(req, dest, {
-      onResponse: (_t: ClientTransaction, res) => call.onResponse(res),
+      onResponse: (_t, res) => call.onResponse(res),
       // stand-in finals for a transaction that timed out or could not be sent
       onTimeout: () => call.onResponse(createResponse(req, 408)),
       onTransportError: () => call.onResponse(createResponse(req, 503)),

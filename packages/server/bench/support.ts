@@ -77,3 +77,18 @@ export function writeResults(name: string, data: unknown): string {
   writeFileSync(path, JSON.stringify(data, null, 2) + '\n');
   return path;
 }
+
+/**
+ * CPU seconds (user + system) of this process's children that have exited and been reaped
+ * (cutime + cstime of /proc/self/stat): read it right after a child's 'exit' event to get that
+ * child's total CPU, even though its own /proc entry is gone.
+ */
+export function childrenCpuSeconds(): number {
+  try {
+    const stat = readFileSync('/proc/self/stat', 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[13]) + Number(fields[14])) / 100;
+  } catch {
+    return NaN;
+  }
+}

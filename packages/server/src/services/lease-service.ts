@@ -5,12 +5,22 @@ import {
   DEFAULT_COOLDOWN_SECONDS,
   DEFAULT_TTL_SECONDS,
   IDEMPOTENCY_RETENTION_MS,
+  LEASE_UID_PREFIX,
   leaseTtlMs,
   newLeaseUid,
   retryAfterSeconds,
 } from '../domain/lease-policy.js';
-import { SWEEP_BATCH, type CountryLeaseStats, type Lease, type LeaseStore, type SweepCounts } from '../store/lease-store.js';
-import { leaseEvent, type WebhookService } from './webhooks.js';
+import {
+  ReservationRaceLost,
+  SWEEP_BATCH,
+  type CountryLeaseStats,
+  type Lease,
+  type LeaseStore,
+  type OneStatementOutcome,
+  type SweepCounts,
+} from '../store/lease-store.js';
+import type { WebhookEventType } from '../domain/webhook-signature.js';
+import { leaseEvent, type WebhookEventInput, type WebhookService } from './webhooks.js';
 
 export type { Lease } from '../store/lease-store.js';
 
@@ -24,9 +34,15 @@ export interface LeaseServiceOptions {
   defaultRetryAfterSeconds?: number;
   /** Lease rows are kept this long after expiry for diagnostics, then swept (default 1 h). */
   leaseRetentionSeconds?: number;
-  /** Where lease.reserved and lease.consumed go (none when absent). */
-  events?: Pick<WebhookService, 'emitIfWanted'>;
+  /**
+   * Where lease.reserved and lease.consumed go (none when absent). With `wants` (whether an org would
+   * get an event of a type), a PostgreSQL reservation of an org that wants no lease.reserved event is
+   * one statement outside any transaction: one round trip instead of three.
+   */
+  events?: LeaseEvents;
 }
+
+export type LeaseEvents = Pick<WebhookService, 'emitIfWanted'> & { wants?: (orgId: string, type: WebhookEventType) => Promise<boolean> };
 
 export interface ReserveInput {
   orgId: string;
@@ -57,8 +73,36 @@ export interface CountryUtilisation extends CountryLeaseStats {
   utilisation: number;
 }
 
-/** Claims tried per reservation before giving up as exhausted; a claim only loses to a concurrent one. */
-const CLAIM_ATTEMPTS = 4;
+/**
+ * Claims tried per reservation before giving up as exhausted. A claim loses only to a concurrent one,
+ * or on SQLite to a choice of the in-memory pool index that the caller already holds (a few at most
+ * before the allocation query decides).
+ */
+const CLAIM_ATTEMPTS = 8;
+
+/**
+ * leaseEvent() with its data built only when read: most orgs subscribe to no lease event, and the
+ * event's dates cost more than the check that skips it.
+ */
+class LazyLeaseEvent implements WebhookEventInput {
+  readonly orgId: string;
+  readonly voiceCallId: string | null;
+  private built: Record<string, unknown> | undefined;
+
+  constructor(
+    readonly type: 'lease.reserved' | 'lease.consumed',
+    private readonly lease: Lease,
+  ) {
+    this.orgId = lease.orgId;
+    this.voiceCallId = lease.callId;
+  }
+
+  get data(): Record<string, unknown> {
+    return (this.built ??= leaseEvent(this.type, this.lease).data);
+  }
+}
+
+const lazyLeaseEvent = (type: 'lease.reserved' | 'lease.consumed', lease: Lease): WebhookEventInput => new LazyLeaseEvent(type, lease);
 
 /** The client-facing handle of a lease, as in the reserveRoutableNumber response and 409 errors. */
 export function leaseHandle(lease: Pick<Lease, 'routableNumber' | 'uid' | 'expiresAt'>): { routableNumber: string; uid: string; expiresAt: string } {
@@ -76,7 +120,7 @@ export class LeaseService {
   private readonly clock: Clock;
   private readonly defaultRetryAfter: number;
   private readonly retentionMs: number;
-  private readonly events: Pick<WebhookService, 'emitIfWanted'> | null;
+  private readonly events: LeaseEvents | null;
 
   constructor(
     private readonly leases: LeaseStore,
@@ -99,57 +143,173 @@ export class LeaseService {
    *   number is free for this caller. 429 and 503 carry retryAfter (seconds).
    */
   async reserve(input: ReserveInput): Promise<ReserveResult> {
-    return this.leases.transaction(async (tx): Promise<ReserveResult> => {
+    if (this.leases.dialect === 'postgres' && input.maxLiveLeases === null && !(await this.eventWanted(input.orgId))) {
+      // No event to write with the lease: one statement, committed on its own (one round trip).
       const now = this.clock.now();
-      const key = input.transactionId;
-      if (key !== null && !(await tx.claimIdempotencyKey(input.orgId, key, input.requestHash, now, now + IDEMPOTENCY_RETENTION_MS))) {
-        return this.replay(tx, input, key, now);
-      }
-      if (input.maxLiveLeases !== null) await this.checkQuota(tx, input.orgId, input.maxLiveLeases, now);
-
-      await tx.lockCaller(input.fromNumber);
-      const expiresAt = now + this.ttlMs;
-      const holdUntil = expiresAt + this.cooldownMs;
-      for (let attempt = 0; attempt < CLAIM_ATTEMPTS; attempt++) {
-        const routableNumber = await tx.pickNumber(input.country, input.fromNumber, now);
-        if (routableNumber === null) break;
-        const uid = newLeaseUid(routableNumber, now);
-        // Could lose only to a concurrent claim of the same pair, which lockCaller (PostgreSQL) and
-        // serialised writers (SQLite) rule out; the claim stays atomic so correctness does not rest on
-        // that lock. A lost claim has committed by then, so the next pickNumber skips the number.
-        if (!(await tx.claimPair(routableNumber, input.fromNumber, uid, holdUntil, now))) continue;
-        const lease: Lease = {
-          uid,
-          orgId: input.orgId,
-          country: input.country,
-          routableNumber,
-          fromNumber: input.fromNumber,
-          toNumber: input.toNumber,
-          callId: input.callId,
-          transactionId: input.transactionId,
-          provider: input.provider,
-          createdAt: now,
-          expiresAt,
-          consumedAt: null,
-        };
-        await tx.insertLease({ ...lease, holdUntil });
-        if (key !== null) await tx.linkIdempotencyKey(input.orgId, key, lease);
-        // In the lease's transaction: the event exists if and only if the lease does.
-        await this.events?.emitIfWanted(tx.store, leaseEvent('lease.reserved', lease));
-        return { replayed: false, lease };
-      }
-      const release = await tx.earliestRelease(input.country, input.fromNumber, now);
-      throw new HandoffError('POOL_EXHAUSTED', `No number of the ${input.country} pool is free for this caller`, {
-        retryAfter: release === null ? this.defaultRetryAfter : retryAfterSeconds(release, now),
+      const done = await this.atOnce(this.leases, input, now).catch((error: unknown) => {
+        if (error instanceof ReservationRaceLost) return null; // rolled back with its statement
+        throw error;
       });
+      if (done) return done;
+      return this.leases.transaction((tx) => this.reserveIn(tx, input, false));
+    }
+    try {
+      return await this.leases.transaction((tx) => this.reserveIn(tx, input, true));
+    } catch (error) {
+      // The one-statement reservation lost a pair claim after writing the key and its transaction was
+      // rolled back: the general path decides.
+      if (!(error instanceof ReservationRaceLost)) throw error;
+      return this.leases.transaction((tx) => this.reserveIn(tx, input, false));
+    }
+  }
+
+  /** Whether lease.reserved may have to be written with the org's lease (true when it cannot be told). */
+  private async eventWanted(orgId: string): Promise<boolean> {
+    if (!this.events) return false;
+    return this.events.wants ? this.events.wants(orgId, 'lease.reserved') : true;
+  }
+
+  /**
+   * PostgreSQL's ordinary reservation in one statement (LeaseStore.reserveAtOnce): the lease, or a
+   * replay, or null when the general path must decide (no number free of locks; nothing written).
+   */
+  private async atOnce(tx: LeaseStore, input: ReserveInput, now: number): Promise<ReserveResult | null> {
+    const expiresAt = now + this.ttlMs;
+    const uidSuffix = newLeaseUid('', now).slice(LEASE_UID_PREFIX.length);
+    const outcome = await tx.reserveAtOnce({
+      orgId: input.orgId,
+      country: input.country,
+      fromNumber: input.fromNumber,
+      toNumber: input.toNumber,
+      callId: input.callId,
+      transactionId: input.transactionId,
+      provider: input.provider,
+      requestHash: input.requestHash,
+      createdAt: now,
+      expiresAt,
+      holdUntil: expiresAt + this.cooldownMs,
+      keyExpiresAt: now + IDEMPOTENCY_RETENTION_MS,
+      uidSuffix,
+    });
+    if (outcome === null || outcome.kind === 'declined') return null;
+    if (outcome.kind === 'replay') return this.replay(tx, input, input.transactionId!, now);
+    const lease: Lease = {
+      uid: `${LEASE_UID_PREFIX}${outcome.routableNumber}${uidSuffix}`,
+      orgId: input.orgId,
+      country: input.country,
+      routableNumber: outcome.routableNumber,
+      fromNumber: input.fromNumber,
+      toNumber: input.toNumber,
+      callId: input.callId,
+      transactionId: input.transactionId,
+      provider: input.provider,
+      createdAt: now,
+      expiresAt,
+      consumedAt: null,
+    };
+    if (this.events) await this.events.emitIfWanted(tx.store, lazyLeaseEvent('lease.reserved', lease));
+    return { replayed: false, lease };
+  }
+
+  /** A reservation inside transaction `tx`; `atOnce` tries PostgreSQL's one-statement path first. */
+  private async reserveIn(tx: LeaseStore, input: ReserveInput, atOnce: boolean): Promise<ReserveResult> {
+    const now = this.clock.now();
+    const key = input.transactionId;
+    // Everything that can refuse is decided before the first write, so a refusal writes nothing
+    // (which is what lets SQLite's group commit do without savepoints).
+    if (input.maxLiveLeases !== null) {
+      await tx.lockOrg(input.orgId);
+      const live = await tx.orgLiveLeases(input.orgId, now);
+      if (live.count >= input.maxLiveLeases) {
+        // A replay is not a new lease: the quota does not apply to it.
+        const replayed = key === null ? null : await this.replay(tx, input, key, now);
+        if (replayed) return replayed;
+        throw new HandoffError('QUOTA_EXCEEDED', `The org already holds ${live.count} live leases (quota ${input.maxLiveLeases})`, {
+          retryAfter: live.earliestExpiresAt === null ? this.defaultRetryAfter : retryAfterSeconds(live.earliestExpiresAt, now),
+        });
+      }
+    } else if (atOnce && tx.dialect === 'postgres') {
+      const done = await this.atOnce(tx, input, now);
+      if (done) return done;
+    }
+
+    await tx.lockCaller(input.fromNumber);
+    // SQLite has one writer at a time: a key read as absent stays absent until this transaction ends,
+    // so it is read first and written with the lease, and nothing is written unless a lease is.
+    // PostgreSQL writes the key first instead: that insert is what serialises racing retries.
+    const keyFirst = key !== null && tx.dialect === 'postgres';
+    if (key !== null && !keyFirst) {
+      const replayed = await this.replay(tx, input, key, now);
+      if (replayed) return replayed;
+    }
+    const expiresAt = now + this.ttlMs;
+    const holdUntil = expiresAt + this.cooldownMs;
+    let keyed: Lease | null = null;
+    const lost: string[] = [];
+    for (let attempt = 0; attempt < CLAIM_ATTEMPTS; attempt++) {
+      const routableNumber = await tx.pickNumber(input.country, input.fromNumber, now, lost);
+      if (routableNumber === null) break;
+      const lease: Lease = {
+        uid: newLeaseUid(routableNumber, now),
+        orgId: input.orgId,
+        country: input.country,
+        routableNumber,
+        fromNumber: input.fromNumber,
+        toNumber: input.toNumber,
+        callId: input.callId,
+        transactionId: key,
+        provider: input.provider,
+        createdAt: now,
+        expiresAt,
+        consumedAt: null,
+      };
+      if (keyFirst) {
+        if (keyed === null) {
+          // Of racing retries only one writes the key (and creates a lease); the others find its
+          // record after waiting for its transaction.
+          if (!(await tx.putIdempotencyKey(input.orgId, key!, input.requestHash, lease, now, now + IDEMPOTENCY_RETENTION_MS))) {
+            const replayed = await this.replay(tx, input, key!, now);
+            if (replayed) return replayed;
+            throw new Error(`idempotency key ${key} is held by a record that cannot be read`);
+          }
+        } else {
+          await tx.linkIdempotencyKey(input.orgId, key!, lease);
+        }
+        keyed = lease;
+      }
+      // Loses to a concurrent claim of the same pair (PostgreSQL: lockCaller makes that rare; the claim
+      // stays atomic so correctness does not rest on that lock), or on SQLite when the in-memory pool
+      // index chose a number this caller holds. Either way the next pickNumber skips the number.
+      if (!(await tx.createLease({ ...lease, holdUntil }))) {
+        lost.push(routableNumber);
+        continue;
+      }
+      if (key !== null && !keyFirst && !(await tx.putIdempotencyKey(input.orgId, key, input.requestHash, lease, now, now + IDEMPOTENCY_RETENTION_MS))) {
+        throw new Error(`idempotency key ${key} was written by a concurrent writer`); // unreachable: see keyFirst
+      }
+      // In the lease's transaction: the event exists if and only if the lease does.
+      if (this.events) await this.events.emitIfWanted(tx.store, lazyLeaseEvent('lease.reserved', lease));
+      return { replayed: false, lease };
+    }
+    // No number for this caller; unless a live key says this is a replay (PostgreSQL: not known yet
+    // unless a key was written here, which rolls back with this transaction).
+    const replayed = keyFirst && keyed === null ? await this.replay(tx, input, key!, now) : null;
+    if (replayed) return replayed;
+    const release = await tx.earliestRelease(input.country, input.fromNumber, now);
+    throw new HandoffError('POOL_EXHAUSTED', `No number of the ${input.country} pool is free for this caller`, {
+      retryAfter: release === null ? this.defaultRetryAfter : retryAfterSeconds(release, now),
     });
   }
 
-  /** A repeated transactionId: the same live lease, or 422 / 409 (see reserve). */
-  private async replay(tx: LeaseStore, input: ReserveInput, key: string, now: number): Promise<ReserveResult> {
-    const record = await tx.getIdempotencyRecord(input.orgId, key);
-    if (!record || record.leaseUid === null || record.routableNumber === null || record.leaseExpiresAt === null) {
-      // Unreachable while the key row and its link are written in one transaction.
+  /**
+   * A repeated transactionId: the same live lease, or 422 / 409 (see reserve); null when the key is
+   * unknown or has expired (then it is a new request).
+   */
+  private async replay(tx: LeaseStore, input: ReserveInput, key: string, now: number): Promise<ReserveResult | null> {
+    const record = await tx.getIdempotencyRecord(input.orgId, key, input.fromNumber);
+    if (!record || record.expiresAt <= now) return null;
+    if (record.leaseUid === null || record.routableNumber === null || record.leaseExpiresAt === null) {
+      // Unreachable: a key is written with its handle.
       throw new Error(`idempotency key ${key} has no lease`);
     }
     if (record.requestHash !== input.requestHash) {
@@ -159,15 +319,6 @@ export class LeaseService {
     if (lease && lease.consumedAt === null && lease.expiresAt > now) return { replayed: true, lease };
     throw new HandoffError('LEASE_NOT_LIVE', 'The lease reserved under this transactionId was already consumed or has expired', {
       details: { handle: leaseHandle({ routableNumber: record.routableNumber, uid: record.leaseUid, expiresAt: record.leaseExpiresAt }) },
-    });
-  }
-
-  private async checkQuota(tx: LeaseStore, orgId: string, max: number, now: number): Promise<void> {
-    await tx.lockOrg(orgId);
-    const live = await tx.orgLiveLeases(orgId, now);
-    if (live.count < max) return;
-    throw new HandoffError('QUOTA_EXCEEDED', `The org already holds ${live.count} live leases (quota ${max})`, {
-      retryAfter: live.earliestExpiresAt === null ? this.defaultRetryAfter : retryAfterSeconds(live.earliestExpiresAt, now),
     });
   }
 
@@ -184,7 +335,7 @@ export class LeaseService {
         const now = this.clock.now();
         const lease = await tx.consumeLease(calledNumber, callerNumber, now, this.cooldownMs);
         if (lease) {
-          await this.events?.emitIfWanted(tx.store, leaseEvent('lease.consumed', lease));
+          if (this.events) await this.events.emitIfWanted(tx.store, lazyLeaseEvent('lease.consumed', lease));
           return { ok: true, lease };
         }
         const latest = await tx.latestLease(calledNumber, callerNumber);
@@ -203,6 +354,11 @@ export class LeaseService {
   async peek(calledNumber: string, callerNumber: string): Promise<Lease | null> {
     const latest = await this.leases.transaction((tx) => tx.latestLease(calledNumber, callerNumber));
     return latest && latest.consumedAt === null && latest.expiresAt > this.clock.now() ? latest : null;
+  }
+
+  /** Tells the allocation that pool numbers were added, drained, activated or removed. */
+  poolsChanged(): void {
+    this.leases.poolsChanged();
   }
 
   /** Live leases (all orgs, or one), soonest expiry first. */

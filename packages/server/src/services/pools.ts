@@ -57,6 +57,7 @@ export class PoolAdmin {
     if (clash) throw new HandoffError('CONFLICT', `${clash.number} is the address of channel ${clash.devName}; a channel number cannot be leased`);
     const added = await this.store.addPoolNumbers(countryRaw.toUpperCase(), numbers, this.clock.now());
     this.refs.clear();
+    this.leases.poolsChanged();
     return { added, given: numbers.length };
   }
 
@@ -70,12 +71,14 @@ export class PoolAdmin {
   async drain(number: string): Promise<PoolNumber> {
     await this.number(number);
     await this.store.setPoolNumberState(number, 'draining');
+    this.leases.poolsChanged();
     return this.number(number);
   }
 
   async activate(number: string): Promise<PoolNumber> {
     await this.number(number);
     await this.store.setPoolNumberState(number, 'active');
+    this.leases.poolsChanged();
     return this.number(number);
   }
 
@@ -86,5 +89,6 @@ export class PoolAdmin {
     const live = (await this.leases.listLive()).filter((l) => l.routableNumber === number).length;
     if (live > 0) throw new HandoffError('CONFLICT', `${number} still has ${live} live lease(s); remove it once they end`);
     await this.store.removePoolNumber(number);
+    this.leases.poolsChanged();
   }
 }

@@ -1,4 +1,4 @@
-/** Kysely table types of migrations/002_leases.sql; use as `Kysely<Database & LeaseTables>`. */
+/** Kysely table types of migrations/002_leases.sql (leases as rebuilt by 005); use as `Kysely<Database & LeaseTables>`. */
 
 export interface LeasesTable {
   uid: string;

@@ -1,0 +1,110 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { LeaseAllocator } from '../../src/store/lease-allocator.js';
+import { requestHash } from '../../src/domain/lease-policy.js';
+import { reservationHash } from '../../src/services/reservations.js';
+
+const T0 = Date.UTC(2026, 0, 1);
+const N = ['+12025550100', '+12025550101', '+12025550102'] as const;
+
+function allocator(live: { number: string; expiresAt: number }[] = [], lastLeasedAt: number[] = [0, 0, 0], cap = 8): LeaseAllocator {
+  const a = new LeaseAllocator(cap);
+  a.load('US', { numbers: N.map((number, i) => ({ number, lastLeasedAt: lastLeasedAt[i]! })), live }, T0);
+  return a;
+}
+
+test('an unloaded country, or an instant before one already answered, is not answered', () => {
+  const a = allocator();
+  assert.equal(a.pick('GB', T0, []), undefined);
+  assert.equal(a.pick('US', T0 + 10, []), N[0]);
+  assert.equal(a.pick('US', T0 + 9, []), undefined);
+  a.clear();
+  assert.equal(a.has('US'), false);
+  assert.equal(a.pick('US', T0 + 10, []), undefined);
+});
+
+test('order: fewest live leases, then least recently used, then the number', () => {
+  const a = allocator([], [0, 0, 0]);
+  assert.equal(a.pick('US', T0, []), N[0]);
+  a.leased(N[0], T0, T0 + 60_000);
+  assert.equal(a.pick('US', T0, []), N[1]);
+  a.leased(N[1], T0 + 1, T0 + 60_001);
+  a.leased(N[2], T0 + 2, T0 + 60_002);
+  // One each: least recently used first.
+  assert.equal(a.pick('US', T0 + 3, []), N[0]);
+  a.leased(N[0], T0 + 3, T0 + 60_003);
+  assert.equal(a.pick('US', T0 + 4, []), N[1]);
+  // Consumption lowers the count below recency.
+  a.consumed(N[2], T0 + 60_002);
+  assert.equal(a.pick('US', T0 + 4, []), N[2]);
+});
+
+test('live leases are loaded, expire by the clock and are capped in the comparison', () => {
+  const a = allocator(
+    [
+      { number: N[0], expiresAt: T0 + 10 },
+      { number: N[0], expiresAt: T0 + 20 },
+      { number: N[1], expiresAt: T0 + 30 },
+      { number: N[2], expiresAt: T0 }, // already expired at load
+    ],
+    [5, 1, 9],
+  );
+  assert.equal(a.pick('US', T0, []), N[2]);
+  a.leased(N[2], T0, T0 + 100);
+  a.leased(N[2], T0, T0 + 100);
+  // N0: 2, N1: 1, N2: 2 -> N1.
+  assert.equal(a.pick('US', T0 + 5, []), N[1]);
+  // At +10 N0 drops to 1 (tie with N1 at 1; N1 less recently used: 1 < 5)... then at +20 to 0.
+  assert.equal(a.pick('US', T0 + 10, []), N[1]);
+  assert.equal(a.pick('US', T0 + 20, []), N[0]);
+  // A consumption after the index saw the expiry takes nothing back.
+  a.consumed(N[0], T0 + 10);
+  assert.equal(a.pick('US', T0 + 20, []), N[0]);
+
+  const capped = allocator([], [3, 2, 1], 2);
+  for (let i = 0; i < 5; i++) capped.leased(N[0], 0, T0 + 1000);
+  for (let i = 0; i < 2; i++) capped.leased(N[1], 0, T0 + 1000);
+  for (let i = 0; i < 3; i++) capped.leased(N[2], 0, T0 + 1000);
+  // All at the cap of 2: recency decides (N2 least recently used, 1 < 2 < 3).
+  assert.equal(capped.pick('US', T0, []), N[2]);
+});
+
+test('excluded numbers are skipped and stay in the index; removed ones leave it', () => {
+  const a = allocator();
+  assert.equal(a.pick('US', T0, [N[0]]), N[1]);
+  assert.equal(a.pick('US', T0, [N[0], N[1]]), N[2]);
+  assert.equal(a.pick('US', T0, [...N]), null);
+  assert.equal(a.pick('US', T0, []), N[0]);
+  a.remove(N[0]);
+  assert.equal(a.pick('US', T0, []), N[1]);
+  a.leased(N[0], T0, T0 + 10); // unknown now: ignored
+  assert.equal(a.pick('US', T0, [N[1], N[2]]), null);
+});
+
+test('leases with different lifetimes on one number expire in expiry order', () => {
+  const a = allocator([], [0, 1, 2]);
+  a.leased(N[0], T0, T0 + 180_000);
+  a.leased(N[0], T0, T0 + 10_000);
+  a.leased(N[1], T0, T0 + 180_000);
+  a.leased(N[2], T0, T0 + 180_000);
+  a.leased(N[2], T0, T0 + 180_000);
+  // N0: 2, N1: 1, N2: 2.
+  assert.equal(a.pick('US', T0 + 1, []), N[1]);
+  a.leased(N[1], T0 + 1, T0 + 180_001);
+  // At +10 s N0's short lease has ended: N0 1, N1 2, N2 2.
+  assert.equal(a.pick('US', T0 + 10_000, []), N[0]);
+});
+
+test('reservationHash is requestHash of the semantic reservation', () => {
+  const cases: [string, string, string, string, string | null, string | null][] = [
+    ['US', '+14155551234', '+14155550100', 'acme.my.example.com', null, null],
+    ['GB', '+442071234567', '+14155550100', 'acme.my.example.com', '0LQxx0000001AAA', null],
+    ['US', '+14155551234', '+14155550100', 'x.example.com:8443', '0LQxx0000001AAA', '+14155559999'],
+  ];
+  for (const [country, fromNumber, toNumber, scrt2Domain, callId, originalFromNumber] of cases) {
+    assert.equal(
+      reservationHash(country, fromNumber, toNumber, scrt2Domain, callId, originalFromNumber),
+      requestHash({ country, fromNumber, toNumber, scrt2Domain, callId, originalFromNumber }),
+    );
+  }
+});

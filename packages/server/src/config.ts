@@ -71,6 +71,10 @@ export interface SipSettings {
   rateLimit: number;
   /** Longest decoded UUI text, in characters. */
   uuiMaxDecoded: number;
+  /** Overload protection: initial INVITEs get 503 at once while this many hand-offs are being resolved (0: no bound)... */
+  maxPendingInvites: number;
+  /** ...or while the event loop is busy this share of the time (%, over the last 100 ms; 0: not checked). */
+  maxLoad: number;
   /** The built-in demo agent (demo tenant only): UDP/TCP port on 127.0.0.1 and when it hangs up. */
   demoAgent: { port: number; hangupSeconds: number };
 }
@@ -106,6 +110,8 @@ export function loadSipSettings(env: NodeJS.ProcessEnv, sipPort: number): SipSet
     defaultCountry: country,
     rateLimit: intSetting(env, 'HANDOFF_SIP_RATE_LIMIT', 200, 0, 1_000_000),
     uuiMaxDecoded: intSetting(env, 'HANDOFF_UUI_MAX_DECODED', DEFAULT_MAX_UUI_DECODED, 64, 16_384),
+    maxPendingInvites: intSetting(env, 'HANDOFF_SIP_MAX_PENDING', 500, 0, 1_000_000),
+    maxLoad: intSetting(env, 'HANDOFF_SIP_MAX_LOAD', 100, 0, 100),
     demoAgent: {
       // the next port, or the one after when TLS listens there (5061 is SIP over TLS's own port)
       port: port('HANDOFF_DEMO_AGENT_PORT', env.HANDOFF_DEMO_AGENT_PORT, sipPort === 0 ? 0 : tls?.port === sipPort + 1 ? sipPort + 2 : sipPort + 1),

@@ -67,7 +67,7 @@ export function createServices(store: KyselyStore, clock: Clock, opts: ServiceOp
     pools: new PoolAdmin(store, leases, clock, refs),
     operator: opts.operatorToken ? new OperatorAuth(opts.operatorToken) : null,
     refs,
-    routing: new RoutingService(store, clock),
+    routing: new RoutingService(store, clock, refs),
     escalation: new EscalationService(store, clock, webhooks),
     webhooks,
   };

@@ -1,10 +1,10 @@
 import type { Clock } from '../domain/clock.js';
 import type { Store } from '../store/store.js';
-import type { Channel, Org } from '../store/types.js';
+import type { Agent, Channel, Flow, Org } from '../store/types.js';
 
 /**
- * Read-through cache of the reference data every partner request reads (orgs, channels by number,
- * pool countries), so the hot path does not pay a query for each. Entries live `ttlMs`; changes made
+ * Read-through cache of the reference data every partner request or SIP hand-off reads (orgs,
+ * channels by number, pool countries, flows, agents), so the hot path does not pay a query for each. Entries live `ttlMs`; changes made
  * through this process invalidate at once, changes made by another instance are seen within `ttlMs`.
  * A ttlMs of 0 disables caching.
  */
@@ -12,6 +12,8 @@ export class ReferenceCache {
   private readonly orgs = new Map<string, { at: number; value: Org | null }>();
   private readonly channels = new Map<string, { at: number; value: Channel | null }>();
   private countries: { at: number; value: string[] } | null = null;
+  private readonly flows = new Map<string, { at: number; value: Flow | null }>();
+  private readonly agents = new Map<string, { at: number; value: Agent | null }>();
 
   constructor(
     private readonly store: Store,
@@ -50,10 +52,35 @@ export class ReferenceCache {
     return value;
   }
 
+  async flow(orgId: string, name: string): Promise<Flow | null> {
+    const key = `${orgId}/${name}`;
+    const hit = this.flows.get(key);
+    if (hit && this.fresh(hit.at)) return hit.value;
+    const value = await this.store.getFlow(orgId, name);
+    if (this.ttlMs > 0) {
+      if (this.flows.size >= 10_000) this.flows.clear();
+      this.flows.set(key, { at: this.clock.now(), value });
+    }
+    return value;
+  }
+
+  async agent(name: string): Promise<Agent | null> {
+    const hit = this.agents.get(name);
+    if (hit && this.fresh(hit.at)) return hit.value;
+    const value = await this.store.getAgent(name);
+    if (this.ttlMs > 0) {
+      if (this.agents.size >= 10_000) this.agents.clear();
+      this.agents.set(name, { at: this.clock.now(), value });
+    }
+    return value;
+  }
+
   /** Forget everything (after provisioning or an admin change in this process). */
   clear(): void {
     this.orgs.clear();
     this.channels.clear();
     this.countries = null;
+    this.flows.clear();
+    this.agents.clear();
   }
 }

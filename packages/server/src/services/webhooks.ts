@@ -186,7 +186,7 @@ export class WebhookService {
    * subscriptions then writes nothing more.
    */
   async emitIfWanted(tx: Store, input: WebhookEventInput): Promise<void> {
-    if (await this.wanted(requireId(input.orgId, ORG_PREFIX, 'orgId'), input.type, tx)) await this.emit(tx, input);
+    if (await this.wants(input.orgId, input.type, tx)) await this.emit(tx, input);
   }
 
   /**
@@ -198,7 +198,7 @@ export class WebhookService {
   async emitAfterCommit(input: WebhookEventInput): Promise<WebhookEvent | null> {
     try {
       const row = this.outboxRow(input);
-      if (!(await this.wanted(row.orgId, row.type))) return row.event;
+      if (!(await this.wants(row.orgId, row.type))) return row.event;
       if (this.store.dialect === 'sqlite') await this.groupWrite(row);
       else if ((await WebhookStore.of(this.store).insertEvent(row)) > 0) this.dispatcher?.wake(0);
       return row.event;
@@ -215,7 +215,8 @@ export class WebhookService {
    * subscriptions then cost no write. A subscription added by another process applies to them
    * within that time. Real time, not the injected clock: this is freshness, not a rule.
    */
-  private async wanted(orgId: string, type: WebhookEventType, via: Store = this.store): Promise<boolean> {
+  async wants(orgId: string, type: WebhookEventType, via: Store = this.store): Promise<boolean> {
+    orgId = requireId(orgId, ORG_PREFIX, 'orgId');
     let entry = this.filters.get(orgId);
     if (!entry || Date.now() - entry.at >= SUBSCRIPTION_CACHE_MS) {
       // Through the caller's transaction when there is one: on SQLite its connection is the only one.

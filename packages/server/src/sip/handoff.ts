@@ -5,11 +5,9 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import { Value } from 'typebox/value';
 import type { AddressList } from '../domain/address-list.js';
 import { callerNumber, numberFromUri, type CountryCode } from '../domain/caller-id.js';
 import { isHandoffError } from '../domain/errors.js';
-import { FlowDefinition } from '../domain/flow.js';
 import { newVoiceCallId, normalizeSfId, toId18, VOICE_CALL_PREFIX } from '../domain/ids.js';
 import { normalizeDomain } from '../domain/org-domain.js';
 import { decodeUuiValue, parseUuiContext, type UuiContext } from '../domain/uui.js';
@@ -17,6 +15,7 @@ import type { WebhookEventType } from '../domain/webhook-signature.js';
 import type { CallControl } from '../services/escalation.js';
 import type { Services } from '../services/index.js';
 import { voiceCallView } from '../services/voice-calls.js';
+import { GroupCommit } from '../store/group-commit.js';
 import type { Agent, Channel, VoiceCall, VoiceCallPatch } from '../store/types.js';
 import { splitList } from './headers.js';
 import type { SipRequest } from './message.js';
@@ -24,7 +23,7 @@ import { IN_DIALOG_METHODS, StatefulProxy, type ProxyCall, type ProxyCallEvents 
 import { SipError, SipServer } from './sip-server.js';
 import type { ServerTransaction, TransactionOptions } from './transactions.js';
 import type { SipSource } from './transport.js';
-import { formatSipUri, parseUri, withoutUriHeaders } from './uri.js';
+import { formatSipUri, parseUri, withoutUriHeaders, type SipUri } from './uri.js';
 
 /** Where and how the ingress listens and hands calls off (from `Settings`, see config.ts). */
 export interface SipHandoffSettings {
@@ -38,6 +37,10 @@ export interface SipHandoffSettings {
   /** Requests per second per source address; 0 disables the limit. */
   rateLimit: number;
   uuiMaxDecoded: number;
+  /** Initial INVITEs get 503 at once while this many hand-offs are being resolved (0 or absent: no bound). */
+  maxPendingInvites?: number;
+  /** ...or while the event loop is busy this share of the time (%, over the last 100 ms; 0 or absent: not checked). */
+  maxLoad?: number;
 }
 
 export interface SipHandoffOptions {
@@ -57,10 +60,17 @@ const FORWARDED_METHODS = ['INVITE', 'ACK', 'CANCEL', ...IN_DIALOG_METHODS];
 /** Headers a partner's INVITE must not carry to the agent: the UUI holds its token; X-Handoff-* are ours. */
 const UUI_HEADERS = ['User-to-User', 'X-User-to-User'];
 const NO_MATCH = 'No matching hand-off';
+const DUPLICATE = 'this Call-ID already has a hand-off';
+/** Statuses an ending leg keeps (the escalation wrote it; the hang-up that follows does not undo it). */
+const KEEP_STATUS = ['Escalated'];
 /** Refusals already logged with the call's VoiceCall ID (after VC2 was created). */
 const LOGGED = new WeakSet<object>();
 /** Retry-After of the 503 sent when the chosen agent and the fallback are full. */
 const BUSY_RETRY_AFTER = 5;
+/** Retry-After of the 503 sent when the ingress is overloaded. */
+const OVERLOAD_RETRY_AFTER = 1;
+/** How often the event loop's utilisation is sampled (ms). */
+const LOAD_SAMPLE_MS = 100;
 
 /** A Warning value (RFC 3261 §20.43) with the pseudonym `handoff`; the text is caller-safe. */
 function warning(text: string): string {
@@ -116,15 +126,22 @@ interface Resolved {
   inputs: Record<string, unknown>;
 }
 
-/** VC2 just created, before an agent is chosen. */
-interface NewLeg {
-  /** VC2, 15 chars. */
-  id: string;
-  handoff: Record<string, unknown>;
-  call: VoiceCall;
-  log: Logger;
-  /** performance.now() when the INVITE arrived. */
-  startedAt: number;
+/** What the flow and the agents' capacity decided for a hand-off, before VC2 is written. */
+type Plan =
+  | { kind: 'refuse'; status: number; reason: string; error: SipError }
+  | { kind: 'agent'; agent: Agent; target: SipUri; rule: string | null };
+
+/** VC2 as over: not active, ended now, with its status and disconnect reason. */
+function ended(call: VoiceCall, now: number, status: string, disconnectReason: string): void {
+  call.status = status;
+  call.disconnectReason = disconnectReason;
+  call.isActiveCall = false;
+  call.endTime = new Date(now).toISOString();
+}
+
+/** The flow's field changes on the in-memory VC2 (VoiceCallPatch keys are VoiceCall keys). */
+function applyPatch(call: VoiceCall, patch: VoiceCallPatch): void {
+  for (const [key, value] of Object.entries(patch)) if (value !== undefined) (call as unknown as Record<string, unknown>)[key] = value;
 }
 
 /** The state of one handed-off call (VC2) while this instance proxies it. */
@@ -167,11 +184,19 @@ export class SipHandoff implements CallControl {
   private readonly activeByAgent = new Map<string, number>();
   private readonly byVoiceCall = new Map<string, ProxyCall<HandoffCall>>();
   private readonly inflight = new Set<Promise<unknown>>();
+  /** VC2 writes of all calls share commits (SQLite). */
+  private readonly writer: GroupCommit;
   private closing = false;
+  /** Initial INVITEs being resolved and written, not yet forwarded or answered. */
+  private pending = 0;
+  /** Share of the last sample period the event loop was busy (0..1). */
+  private load = 0;
+  private loadTimer: NodeJS.Timeout | undefined;
 
   constructor(opts: SipHandoffOptions) {
     const s = opts.settings;
     this.services = opts.services;
+    this.writer = GroupCommit.of(opts.services.store);
     this.log = opts.logger.child({ component: 'sip' });
     this.settings = s;
     this.trunks = opts.trunks ?? new Map();
@@ -191,6 +216,17 @@ export class SipHandoff implements CallControl {
 
   async start(): Promise<void> {
     await this.sip.start();
+    if (this.settings.maxLoad) {
+      // Event-loop utilisation, not lateness: a loop draining a backlog of datagrams cycles quickly
+      // (so is never late) but is busy all the time
+      let last = performance.eventLoopUtilization();
+      this.loadTimer = setInterval(() => {
+        const now = performance.eventLoopUtilization();
+        this.load = performance.eventLoopUtilization(now, last).utilization;
+        last = now;
+      }, LOAD_SAMPLE_MS);
+      this.loadTimer.unref();
+    }
     this.log.info({ addresses: this.sip.addresses(), mode: this.settings.mode }, 'SIP ingress listening');
   }
 
@@ -221,17 +257,22 @@ export class SipHandoff implements CallControl {
   }
 
   /**
-   * Stops taking calls (new INVITEs get 503), lets INVITEs being resolved finish, answers the
-   * ones still waiting for their agent with 503 (and CANCELs them downstream), waits for the
-   * VoiceCall updates, then closes the listeners. Answered calls are left to their parties.
+   * Stops taking calls (new INVITEs get 503), lets INVITEs being resolved finish, answers the ones
+   * still waiting for their agent with 503 (and CANCELs them downstream), ends answered calls with a
+   * BYE to both parties (Reason "shutdown": their in-dialog requests are routed through this instance,
+   * so they could not go on without it), waits for the VoiceCall updates, then closes the listeners.
    */
   async close(): Promise<void> {
     this.closing = true;
     await this.settle(5000);
-    for (const call of [...this.proxy.calls()]) this.proxy.abort(call, 503, true);
+    for (const call of [...this.proxy.calls()]) {
+      if (call.state === 'confirmed') this.proxy.end(call, 'shutdown');
+      else this.proxy.abort(call, 503, true);
+    }
     await this.settle(5000);
-    // a moment for the CANCELs and final responses to leave before the sockets close
+    // a moment for the BYEs, CANCELs and final responses to leave before the sockets close
     await new Promise((r) => setTimeout(r, 50));
+    clearInterval(this.loadTimer);
     await this.sip.close();
   }
 
@@ -260,14 +301,33 @@ export class SipHandoff implements CallControl {
       this.observe(startedAt, 503);
       return;
     }
+    const overload = this.overloaded();
+    if (overload) {
+      // Shed new calls before any work, so the calls already admitted keep their timers and answers
+      this.services.metrics.sipOverloadRejections.inc({ cause: overload });
+      tx.reply(503, { headers: [['Retry-After', String(OVERLOAD_RETRY_AFTER)], ['Warning', warning('overloaded, try again')]] });
+      this.observe(startedAt, 503);
+      return;
+    }
     void this.track(this.handle(tx, startedAt));
   }
 
+  /** Why a new call would be shed now (too many 'pending' hand-offs, or a busy event loop: 'load'), or null. */
+  private overloaded(): 'pending' | 'load' | null {
+    const { maxPendingInvites, maxLoad } = this.settings;
+    if (maxPendingInvites && this.pending >= maxPendingInvites) return 'pending';
+    if (maxLoad && this.load * 100 >= maxLoad) return 'load';
+    return null;
+  }
+
   private async handle(tx: ServerTransaction, startedAt: number): Promise<void> {
+    this.pending++;
     try {
       await this.deliver(tx, await this.resolve(tx), startedAt);
     } catch (err) {
       this.refuse(tx, err, startedAt);
+    } finally {
+      this.pending--;
     }
   }
 
@@ -391,7 +451,10 @@ export class SipHandoff implements CallControl {
 
   // --- hand-off ---
 
-  /** Creates VC2, runs the flow, picks an agent with room, and proxies or redirects the INVITE. */
+  /**
+   * Builds VC2, runs the channel's flow, picks an agent with room, and writes VC2 once with the
+   * outcome and its webhook events; then proxies (or redirects) the INVITE to the agent, or refuses it.
+   */
   private async deliver(tx: ServerTransaction, r: Resolved, startedAt: number): Promise<void> {
     const req = tx.request;
     if (tx.cancelled) throw refuse(487, 'cancelled');
@@ -408,85 +471,129 @@ export class SipHandoff implements CallControl {
       sourceIp: tx.source.remoteAddress,
       ...(r.provider ? { provider: r.provider } : {}),
     };
-    const { created, call } = await services.store.transaction(async (st) => {
-      const result = await st.insertVoiceCall(
-        {
-          id,
-          orgId: r.orgId,
-          vendorCallKey: `sip:${req.callId}`,
-          callCenterApiName: r.channel.callCenterApiName,
-          toNumber: r.channel.number,
-          fromNumber: r.caller,
-          initiationMethod: 'Transfer',
-          parentVoiceCallId: r.partner?.id ?? null,
-          startTime: new Date(now).toISOString(),
-          endTime: null,
-          isActiveCall: true,
-          disconnectReason: null,
-          // the partner's callAttributes are the flow's input for the AI leg too
-          callAttributes: r.partner?.callAttributes ?? null,
-          callOrigin: null,
-          queue: null,
-          callSubtype: null,
-          participants: null,
-          telephonyProviderName: r.provider ?? r.partner?.telephonyProviderName ?? null,
-          status: 'Routing',
-          handoff,
-          escalation: null,
-        },
-        now,
-      );
-      if (result.created) await services.webhooks.emit(st, { orgId: r.orgId, type: 'voiceCall.created', voiceCallId: id, data: voiceCallView(result.call) });
-      return result;
-    });
-    // The same Call-ID again (a re-sent INVITE on a new transaction): the first one owns the record
-    if (!created) throw refuse(482, 'this Call-ID already has a hand-off');
-    const leg: NewLeg = { id, handoff, call, startedAt, log: this.log.child({ voiceCallId: toId18(id), transactionId: r.transactionId, orgId: r.orgId }) };
+    const call: VoiceCall = {
+      id,
+      orgId: r.orgId,
+      vendorCallKey: `sip:${req.callId}`,
+      callCenterApiName: r.channel.callCenterApiName,
+      toNumber: r.channel.number,
+      fromNumber: r.caller,
+      initiationMethod: 'Transfer',
+      parentVoiceCallId: r.partner?.id ?? null,
+      startTime: new Date(now).toISOString(),
+      endTime: null,
+      isActiveCall: true,
+      disconnectReason: null,
+      // the partner's callAttributes are the flow's input for the AI leg too
+      callAttributes: r.partner?.callAttributes ?? null,
+      callOrigin: null,
+      queue: null,
+      callSubtype: null,
+      participants: null,
+      telephonyProviderName: r.provider ?? r.partner?.telephonyProviderName ?? null,
+      status: 'Routing',
+      handoff,
+      escalation: null,
+      createdAt: now,
+      updatedAt: now,
+    };
+    const log = this.log.child({ voiceCallId: toId18(id), transactionId: r.transactionId, orgId: r.orgId });
+    let plan: Plan;
     try {
-      await this.route(tx, r, leg);
+      plan = await this.plan(tx, r, call, log);
     } catch (err) {
-      if (LOGGED.has(err as object)) throw err;
-      leg.log.error({ err }, 'hand-off failed');
-      await this.failLeg(r, leg, 500, 'internal error', refuse(500, 'internal error'));
+      log.error({ err }, 'hand-off failed');
+      plan = { kind: 'refuse', status: 500, reason: 'internal error', error: refuse(500, 'internal error') };
     }
-  }
+    if (plan.kind === 'refuse') return this.refuseLeg(r, call, log, plan);
 
-  /** Marks a VC2 that never reached an agent as failed, then throws the refusal to answer. */
-  private async failLeg(r: Resolved, leg: NewLeg, status: number, reason: string, err: SipError): Promise<never> {
-    await this.finishRecord(r.orgId, leg.id, { status: 'Failed', disconnectReason: `sip-${status}` }, 'call.ended', { reason, sipStatus: status });
-    leg.log.info({ status, reason, path: r.path }, 'hand-off refused');
-    LOGGED.add(err);
-    throw err;
-  }
+    const { agent, target, rule } = plan;
+    const routedEvent = { agent: agent.name, path: r.path, rule, partnerVoiceCallId: handoff['partnerVoiceCallId'] };
+    call.handoff = { ...handoff, agent: agent.name, routedAt: new Date(services.clock.now()).toISOString() };
+    const context: Array<[string, string]> = [
+      ['X-Handoff-Voice-Call-Id', toId18(id)],
+      ['X-Handoff-Partner-Voice-Call-Id', r.partner ? toId18(r.partner.id) : ''],
+      ['X-Handoff-Transaction-Id', r.transactionId ?? ''],
+      ['X-Handoff-Org-Id', toId18(r.orgId)],
+    ];
+    if (this.settings.mode === 'redirect') {
+      this.release(agent);
+      ended(call, services.clock.now(), 'Redirected', 'redirected');
+      if (!(await this.insertLeg(call, 'call.routed', routedEvent))) throw refuse(482, DUPLICATE);
+      const contact = formatSipUri({ ...withoutUriHeaders(target), params: [...target.params], headers: context });
+      tx.reply(302, { headers: [['Contact', `<${contact.raw}>`]] });
+      this.observe(startedAt, 302);
+      log.info({ agent: agent.name, path: r.path }, 'hand-off redirected to the agent');
+      return;
+    }
 
-  /** The flow's decision for VC2, the agent's capacity, then the INVITE to the agent (or a 302). */
-  private async route(tx: ServerTransaction, r: Resolved, leg: NewLeg): Promise<void> {
-    const { services } = this;
-    const { id, handoff, call, log, startedAt } = leg;
-    const failEarly = (status: number, reason: string, err: SipError): Promise<never> => this.failLeg(r, leg, status, reason, err);
-    const req = tx.request;
-    let routed;
+    call.status = 'Routed';
+    let inserted: boolean;
     try {
-      routed = await services.routing.route({ orgId: r.orgId, channel: r.channel, call, path: r.path, inputs: r.inputs });
+      inserted = await this.insertLeg(call, 'call.routed', routedEvent);
+    } catch (err) {
+      this.release(agent);
+      throw err;
+    }
+    if (!inserted) {
+      this.release(agent);
+      throw refuse(482, DUPLICATE);
+    }
+    const hc: HandoffCall = { id, orgId: r.orgId, agent, handoff: call.handoff, log, startedAt, chain: Promise.resolve(), released: false };
+    if (tx.cancelled || tx.finalSent) {
+      // CANCELled while VC2 was written: the INVITE never leaves for the agent
+      this.forget(hc);
+      this.queueFinish(hc, { status: 'Failed', disconnectReason: 'sip-487' }, { reason: 'cancelled', sipStatus: 487 });
+      await hc.chain;
+      throw refuse(487, 'cancelled');
+    }
+    const strip = [...UUI_HEADERS, ...new Set([...req.headers.entries()].map(([n]) => n).filter((n) => /^x-handoff-/i.test(n)))];
+    let pc: ProxyCall<HandoffCall>;
+    try {
+      pc = this.proxy.forward(tx, { target: withoutUriHeaders(target), remove: strip, add: context, data: hc, events: this.events });
+    } catch (err) {
+      log.error({ err }, 'hand-off failed');
+      this.forget(hc);
+      this.queueFinish(hc, { status: 'Failed', disconnectReason: 'sip-500' }, { reason: 'internal error', sipStatus: 500 });
+      await hc.chain;
+      const error = refuse(500, 'internal error');
+      LOGGED.add(error);
+      throw error;
+    }
+    this.byVoiceCall.set(id, pc);
+    log.info({ agent: agent.name, path: r.path, rule }, 'hand-off routed to the agent');
+  }
+
+  /**
+   * The flow's decision for VC2 (its field changes applied to `call`) and an agent with a free slot
+   * (taken), or the refusal to answer. Writes nothing.
+   */
+  private async plan(tx: ServerTransaction, r: Resolved, call: VoiceCall, log: Logger): Promise<Plan> {
+    const routing = this.services.routing;
+    const no = (status: number, reason: string, headers: Array<[string, string]> = []): Plan => ({ kind: 'refuse', status, reason, error: refuse(status, reason, headers) });
+    let decided;
+    try {
+      decided = await routing.decide({ orgId: r.orgId, channel: r.channel, call, path: r.path, inputs: r.inputs });
     } catch (err) {
       const status = isHandoffError(err) ? err.sipStatus : 500;
-      return failEarly(status, 'routing failed', refuse(status, isHandoffError(err) ? err.message : 'routing failed'));
+      return { kind: 'refuse', status, reason: 'routing failed', error: refuse(status, isHandoffError(err) ? err.message : 'routing failed') };
     }
-    const decision = routed.decision;
+    applyPatch(call, decided.patch);
+    const decision = decided.decision;
     if (decision.reject) {
       const text = decision.reject.reason ?? 'Rejected by the channel flow';
-      return failEarly(decision.reject.status, text, refuse(decision.reject.status, text, [reasonHeader(decision.reject.status, text)]));
+      return no(decision.reject.status, text, [reasonHeader(decision.reject.status, text)]);
     }
-    if (!routed.agent) {
+    if (!decided.agent) {
       const text = decision.queue ? `No AI agent: the flow chose queue ${decision.queue}` : 'No AI agent available';
-      return failEarly(480, text, refuse(480, text, [reasonHeader(480, text)]));
+      return no(480, text, [reasonHeader(480, text)]);
     }
-    let agent = routed.agent;
+    let agent = decided.agent;
     if (!this.take(agent)) {
-      const fallback = await this.fallbackAgent(r.orgId, r.channel, agent);
+      const fallback = await routing.fallbackAgent(r.orgId, r.channel, agent);
       if (!fallback || !this.take(fallback)) {
         const text = `Agent ${agent.name} is at capacity`;
-        return failEarly(503, text, refuse(503, text, [['Retry-After', String(BUSY_RETRY_AFTER)], reasonHeader(503, text)]));
+        return no(503, text, [['Retry-After', String(BUSY_RETRY_AFTER)], reasonHeader(503, text)]);
       }
       log.info({ agent: fallback.name, full: agent.name }, 'agent at capacity: flow fallback agent chosen');
       agent = fallback;
@@ -494,51 +601,39 @@ export class SipHandoff implements CallControl {
     const target = parseUri(agent.sipUri);
     if (!target || target.kind !== 'sip') {
       this.release(agent);
-      return failEarly(500, 'bad agent URI', refuse(500, `Agent ${agent.name} has no usable SIP URI`));
+      return no(500, `Agent ${agent.name} has no usable SIP URI`);
     }
     if (tx.cancelled) {
       this.release(agent);
-      return failEarly(487, 'cancelled', refuse(487, 'cancelled'));
+      return no(487, 'cancelled');
     }
+    return { kind: 'agent', agent, target, rule: decision.ruleName };
+  }
 
-    const hc: HandoffCall = {
-      id,
-      orgId: r.orgId,
-      agent,
-      handoff: { ...handoff, agent: agent.name, routedAt: new Date(services.clock.now()).toISOString() },
-      log,
-      startedAt,
-      chain: Promise.resolve(),
-      released: false,
-    };
-    const context: Array<[string, string]> = [
-      ['X-Handoff-Voice-Call-Id', toId18(id)],
-      ['X-Handoff-Partner-Voice-Call-Id', r.partner ? toId18(r.partner.id) : ''],
-      ['X-Handoff-Transaction-Id', r.transactionId ?? ''],
-      ['X-Handoff-Org-Id', toId18(r.orgId)],
-    ];
-    const routedEvent = { agent: agent.name, path: r.path, rule: decision.ruleName, partnerVoiceCallId: handoff['partnerVoiceCallId'] };
-    if (this.settings.mode === 'redirect') {
-      this.release(agent);
-      const contact = formatSipUri({ ...withoutUriHeaders(target), params: [...target.params], headers: context });
-      tx.reply(302, { headers: [['Contact', `<${contact.raw}>`]] });
-      this.observe(startedAt, 302);
-      log.info({ agent: agent.name, path: r.path }, 'hand-off redirected to the agent');
-      await this.finishRecord(r.orgId, id, { status: 'Redirected', disconnectReason: 'redirected', handoff: hc.handoff }, 'call.routed', routedEvent);
-      return;
-    }
+  /** A hand-off that reaches no agent: VC2 is written over (Failed) with its events, then the refusal is thrown. */
+  private async refuseLeg(r: Resolved, call: VoiceCall, log: Logger, plan: Extract<Plan, { kind: 'refuse' }>): Promise<never> {
+    ended(call, this.services.clock.now(), 'Failed', `sip-${plan.status}`);
+    if (!(await this.insertLeg(call, 'call.ended', { reason: plan.reason, sipStatus: plan.status }))) throw refuse(482, DUPLICATE);
+    log.info({ status: plan.status, reason: plan.reason, path: r.path }, 'hand-off refused');
+    LOGGED.add(plan.error);
+    throw plan.error;
+  }
 
-    const strip = [...UUI_HEADERS, ...new Set([...req.headers.entries()].map(([n]) => n).filter((n) => /^x-handoff-/i.test(n)))];
-    let pc: ProxyCall<HandoffCall>;
-    try {
-      pc = this.proxy.forward(tx, { target: withoutUriHeaders(target), remove: strip, add: context, data: hc, events: this.events });
-    } catch (err) {
-      this.release(agent);
-      throw err;
-    }
-    this.byVoiceCall.set(id, pc);
-    this.update(hc, { status: 'Routed', handoff: hc.handoff }, 'call.routed', routedEvent);
-    log.info({ agent: agent.name, path: r.path, rule: decision.ruleName }, 'hand-off routed to the agent');
+  /**
+   * Writes VC2 with voiceCall.created and `event`, in one (group-committed) transaction; false when
+   * the Call-ID already has a hand-off (a re-sent INVITE on a new transaction: the first owns the record).
+   */
+  private insertLeg(call: VoiceCall, event: WebhookEventType, data: Record<string, unknown>): Promise<boolean> {
+    const { webhooks } = this.services;
+    return this.writer.run(async (st) => {
+      const { created } = await st.insertVoiceCall(call, call.createdAt);
+      if (!created) return false;
+      if (await webhooks.wants(call.orgId, 'voiceCall.created', st)) {
+        await webhooks.emit(st, { orgId: call.orgId, type: 'voiceCall.created', voiceCallId: call.id, data: voiceCallView(call) });
+      }
+      await webhooks.emitIfWanted(st, { orgId: call.orgId, type: event, voiceCallId: call.id, data });
+      return true;
+    });
   }
 
   private readonly events: ProxyCallEvents<HandoffCall> = {
@@ -546,7 +641,7 @@ export class SipHandoff implements CallControl {
       const c = pc.data;
       this.observe(c.startedAt, 200);
       c.handoff = { ...c.handoff, answeredAt: new Date(this.services.clock.now()).toISOString() };
-      this.update(c, { status: 'Answered', handoff: c.handoff }, 'call.answered', { agent: c.agent.name });
+      this.write(c, { status: 'Answered', handoff: c.handoff }, 'call.answered', { agent: c.agent.name });
       c.log.info({ agent: c.agent.name }, 'agent answered');
     },
     onFailed: (pc, status) => {
@@ -575,54 +670,30 @@ export class SipHandoff implements CallControl {
     }
   }
 
-  private queueFinish(c: HandoffCall, patch: VoiceCallPatch & { status: string; disconnectReason: string }, data: Record<string, unknown>): void {
-    c.chain = this.track(c.chain.then(() => this.finishRecord(c.orgId, c.id, { ...patch, handoff: c.handoff }, 'call.ended', data)));
-  }
-
   /**
-   * Marks VC2 over (isActiveCall false, endTime) with its webhook, in one transaction. An
-   * escalated call keeps its 'Escalated' status.
+   * Marks VC2 over (isActiveCall false, endTime) with call.ended, after the updates queued before it.
+   * An escalated call keeps its 'Escalated' status.
    */
-  private async finishRecord(orgId: string, id: string, patch: VoiceCallPatch, event?: WebhookEventType, data: Record<string, unknown> = {}): Promise<void> {
-    const now = this.services.clock.now();
-    try {
-      await this.services.store.transaction(async (st) => {
-        const current = await st.getVoiceCall(orgId, id);
-        const status = current?.status === 'Escalated' ? 'Escalated' : patch.status;
-        await st.updateVoiceCall(orgId, id, { ...patch, status, isActiveCall: false, endTime: new Date(now).toISOString() }, now);
-        if (event) await this.services.webhooks.emit(st, { orgId, type: event, voiceCallId: id, data });
-      });
-    } catch (err) {
-      this.log.error({ err, voiceCallId: toId18(id) }, 'VoiceCall update failed');
-    }
+  private queueFinish(c: HandoffCall, patch: VoiceCallPatch & { status: string; disconnectReason: string }, data: Record<string, unknown>): void {
+    const endTime = new Date(this.services.clock.now()).toISOString();
+    this.write(c, { ...patch, handoff: c.handoff, isActiveCall: false, endTime }, 'call.ended', data, KEEP_STATUS);
   }
 
   /** Applies a change to VC2 after the ones queued before it, with its webhook event. */
-  private update(c: HandoffCall, patch: VoiceCallPatch, event: WebhookEventType, data: Record<string, unknown>): void {
-    const { store, webhooks, clock } = this.services;
+  private write(c: HandoffCall, patch: VoiceCallPatch, event: WebhookEventType, data: Record<string, unknown>, keep?: readonly string[]): void {
+    const { webhooks, clock } = this.services;
     c.chain = this.track(
       c.chain.then(async () => {
         try {
-          await store.transaction(async (st) => {
-            await st.updateVoiceCall(c.orgId, c.id, patch, clock.now());
-            await webhooks.emit(st, { orgId: c.orgId, type: event, voiceCallId: c.id, data });
+          await this.writer.run(async (st) => {
+            await st.patchVoiceCall(c.orgId, c.id, patch, clock.now(), keep);
+            await webhooks.emitIfWanted(st, { orgId: c.orgId, type: event, voiceCallId: c.id, data });
           });
         } catch (err) {
           c.log.error({ err }, 'VoiceCall update failed');
         }
       }),
     );
-  }
-
-  /** The flow's fallback agent when it is another agent this org may use, else null. */
-  private async fallbackAgent(orgId: string, channel: Channel, full: Agent): Promise<Agent | null> {
-    if (channel.flowName === null) return null;
-    const flow = await this.services.store.getFlow(orgId, channel.flowName);
-    if (!flow || !Value.Check(FlowDefinition, flow.definition)) return null;
-    const name = flow.definition.fallback.agent;
-    if (name === undefined || name === full.name) return null;
-    const agent = await this.services.store.getAgent(name);
-    return agent && (agent.orgId === null || agent.orgId === orgId) ? agent : null;
   }
 
   /** Takes a slot of the agent's `maxConcurrentCalls` (this instance's count); false when full. */

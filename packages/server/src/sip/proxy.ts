@@ -26,7 +26,10 @@ export interface ProxyCallEvents<T> {
    * 3xx-6xx, 408 when the target never answered, 503 when it could not be reached).
    */
   onFailed?(call: ProxyCall<T>, status: number): void;
-  /** A confirmed call ended: a BYE passed through (from `by`), or {@link StatefulProxy.end} ran. */
+  /**
+   * A confirmed call ended: a BYE from `by` was forwarded (told once, before its response), or
+   * {@link StatefulProxy.end} ran.
+   */
   onEnded?(call: ProxyCall<T>, by: HangupSide, reason: string | null): void;
 }
 
@@ -72,6 +75,8 @@ export class ProxyCall<T> {
   abortStatus: number | undefined;
   /** The reason given to {@link StatefulProxy.end}, kept for the events. */
   endReason: string | null = null;
+  /** Whether onEnded has run (at the BYE, before its response: the session is over once a BYE is sent, RFC 3261 §15.1.1). */
+  endNotified = false;
   /** Whether a final response has gone upstream (relayed or generated). */
   answeredUpstream = false;
   timer: NodeJS.Timeout | undefined;
@@ -278,6 +283,9 @@ export class StatefulProxy<T> {
     };
     const client = this.sip.sendRequest(fwd, dest, user);
     if (req.method === 'INVITE') this.pending.set(tx, { client, call: undefined });
+    // The record says the call ended when the BYE passes, not when (or whether) its 200 comes back;
+    // the dialog stays routable until then (a BYE challenged for credentials can be sent again).
+    if (isBye && call.state === 'confirmed') this.notifyEnded(call, fromCaller ? 'caller' : 'callee');
   }
 
   // --- internals ---
@@ -440,6 +448,12 @@ export class StatefulProxy<T> {
     if (call.state === 'terminated') return;
     call.state = 'terminated';
     this.forget(call);
+    this.notifyEnded(call, by);
+  }
+
+  private notifyEnded(call: ProxyCall<T>, by: HangupSide): void {
+    if (call.endNotified) return;
+    call.endNotified = true;
     call.events.onEnded?.(call, by, call.endReason);
   }
 

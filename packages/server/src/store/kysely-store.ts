@@ -521,6 +521,20 @@ export class KyselyStore implements Store {
     return this.getVoiceCall(orgId, id);
   }
 
+  async patchVoiceCall(orgId: string, id: string, patch: VoiceCallPatch, now: number, keepStatus: readonly string[] = []): Promise<boolean> {
+    const set: Record<string, unknown> = { updated_at: now };
+    for (const [key, value] of Object.entries(patch) as [keyof VoiceCallPatch, unknown][]) {
+      if (value === undefined) continue;
+      set[PATCH_COLUMNS[key]] = patchValue(key, value);
+    }
+    if (patch.status !== undefined && keepStatus.length > 0) {
+      // Decided by the row itself, in the one statement: no read, no race with the escalation's write
+      set['status'] = sql`case when status in (${sql.join(keepStatus.map((s) => sql`${s}`))}) then status else ${patch.status} end`;
+    }
+    const r = await this.db.updateTable('voice_calls').set(set).where('id', '=', id).where('org_id', '=', orgId).executeTakeFirst();
+    return r.numUpdatedRows > 0n;
+  }
+
   async listChildCalls(orgId: string, parentId: string): Promise<VoiceCall[]> {
     const rows = await this.db
       .selectFrom('voice_calls')

@@ -78,6 +78,12 @@ export interface Store {
   getVoiceCallAnyOrg(id: string): Promise<VoiceCall | null>;
   getVoiceCallByVendorKey(orgId: string, vendorCallKey: string): Promise<VoiceCall | null>;
   updateVoiceCall(orgId: string, id: string, patch: VoiceCallPatch, now: number): Promise<VoiceCall | null>;
+  /**
+   * {@link updateVoiceCall} without reading the record back (the SIP hot path); false when there is no
+   * such call. A `status` in the patch is not applied while the record's status is one of `keepStatus`
+   * (an escalated call stays Escalated when its legs end).
+   */
+  patchVoiceCall(orgId: string, id: string, patch: VoiceCallPatch, now: number, keepStatus?: readonly string[]): Promise<boolean>;
   listChildCalls(orgId: string, parentId: string): Promise<VoiceCall[]>;
   /** The most recently created calls, newest first, of one org or of all. */
   listRecentCalls(orgId: string | null, limit: number): Promise<VoiceCall[]>;

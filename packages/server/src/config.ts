@@ -4,6 +4,7 @@ import { Type, type Static, type TSchema } from 'typebox';
 import { Value } from 'typebox/value';
 import { isSupportedCountry, type CountryCode } from 'libphonenumber-js';
 import YAML from 'yaml';
+import { isE164 } from './domain/e164.js';
 import { FlowDefinition } from './domain/flow.js';
 import { expandRange } from './domain/number-list.js';
 import { AddressList } from './domain/address-list.js';
@@ -73,7 +74,12 @@ export interface SipSettings {
   uuiMaxDecoded: number;
   /** Overload protection: initial INVITEs get 503 at once while this many hand-offs are being resolved (0: no bound)... */
   maxPendingInvites: number;
-  /** ...or while the event loop is busy this share of the time (%, over the last 100 ms; 0: not checked). */
+  /**
+   * Path A INVITEs to a pool number that matches no live lease go to this channel (E.164 number) as
+   * new inbound calls, run by its flow; null: they are refused 404.
+   */
+  noLeaseChannel: string | null;
+  /** ...or while the event loop is busy this share of the time (%, for a second (four 250 ms periods) in a row; 0: not checked). */
   maxLoad: number;
   /** The built-in demo agent (demo tenant only): UDP/TCP port on 127.0.0.1 and when it hangs up. */
   demoAgent: { port: number; hangupSeconds: number };
@@ -103,6 +109,8 @@ export function loadSipSettings(env: NodeJS.ProcessEnv, sipPort: number): SipSet
   if (mode !== 'proxy' && mode !== 'redirect') throw new ConfigError(`HANDOFF_SIP_MODE must be proxy or redirect (got "${mode}")`);
   const country = (env.HANDOFF_SIP_DEFAULT_COUNTRY || 'US').toUpperCase();
   if (!isSupportedCountry(country)) throw new ConfigError(`HANDOFF_SIP_DEFAULT_COUNTRY must be an ISO 3166-1 alpha-2 country with a numbering plan (got "${country}")`);
+  const noLeaseChannel = env.HANDOFF_SIP_NO_LEASE_CHANNEL || null;
+  if (noLeaseChannel !== null && !isE164(noLeaseChannel)) throw new ConfigError(`HANDOFF_SIP_NO_LEASE_CHANNEL must be a channel's E.164 number such as +14155550100 (got "${noLeaseChannel}")`);
   return {
     tls,
     advertisedHost: env.HANDOFF_SIP_ADVERTISED_HOST || undefined,
@@ -110,6 +118,7 @@ export function loadSipSettings(env: NodeJS.ProcessEnv, sipPort: number): SipSet
     defaultCountry: country,
     rateLimit: intSetting(env, 'HANDOFF_SIP_RATE_LIMIT', 200, 0, 1_000_000),
     uuiMaxDecoded: intSetting(env, 'HANDOFF_UUI_MAX_DECODED', DEFAULT_MAX_UUI_DECODED, 64, 16_384),
+    noLeaseChannel,
     maxPendingInvites: intSetting(env, 'HANDOFF_SIP_MAX_PENDING', 500, 0, 1_000_000),
     maxLoad: intSetting(env, 'HANDOFF_SIP_MAX_LOAD', 100, 0, 100),
     demoAgent: {

@@ -45,5 +45,13 @@ export function assertE164(field: string, value: unknown): string {
  */
 export function countryOfE164(n: string): string | undefined {
   if (!isE164(n)) return undefined;
-  return parsePhoneNumberFromString(n)?.country;
+  // Memoised: every SIP hand-off's flow asks for its caller's country, and the parse is costly
+  if (countries.has(n)) return countries.get(n);
+  const country = parsePhoneNumberFromString(n)?.country;
+  if (countries.size >= COUNTRY_MEMO_SIZE) countries.clear();
+  countries.set(n, country);
+  return country;
 }
+
+const COUNTRY_MEMO_SIZE = 10_000;
+const countries = new Map<string, string | undefined>();

@@ -37,9 +37,11 @@ export interface SipHandoffSettings {
   /** Requests per second per source address; 0 disables the limit. */
   rateLimit: number;
   uuiMaxDecoded: number;
+  /** Path A calls matching no live lease go to this channel (E.164) as inbound calls; absent or null: 404. */
+  noLeaseChannel?: string | null;
   /** Initial INVITEs get 503 at once while this many hand-offs are being resolved (0 or absent: no bound). */
   maxPendingInvites?: number;
-  /** ...or while the event loop is busy this share of the time (%, over the last 100 ms; 0 or absent: not checked). */
+  /** ...or while the event loop is busy this share of the time (%, for a second (four 250 ms periods) in a row; 0 or absent: not checked). */
   maxLoad?: number;
 }
 
@@ -70,7 +72,9 @@ const BUSY_RETRY_AFTER = 5;
 /** Retry-After of the 503 sent when the ingress is overloaded. */
 const OVERLOAD_RETRY_AFTER = 1;
 /** How often the event loop's utilisation is sampled (ms). */
-const LOAD_SAMPLE_MS = 100;
+const LOAD_SAMPLE_MS = 250;
+/** Periods in a row the loop must be saturated before new calls are shed. */
+const SATURATED_PERIODS = 4;
 
 /** A Warning value (RFC 3261 §20.43) with the pseudonym `handoff`; the text is caller-safe. */
 function warning(text: string): string {
@@ -124,6 +128,8 @@ interface Resolved {
   leaseUid?: string;
   provider?: string | null;
   inputs: Record<string, unknown>;
+  /** Set when a path A call matched no lease and went to the no-lease channel: why it matched none. */
+  noLease?: string;
 }
 
 /** What the flow and the agents' capacity decided for a hand-off, before VC2 is written. */
@@ -189,8 +195,8 @@ export class SipHandoff implements CallControl {
   private closing = false;
   /** Initial INVITEs being resolved and written, not yet forwarded or answered. */
   private pending = 0;
-  /** Share of the last sample period the event loop was busy (0..1). */
-  private load = 0;
+  /** Consecutive sample periods in which the event loop was busy at least maxLoad % of the time. */
+  private saturated = 0;
   private loadTimer: NodeJS.Timeout | undefined;
 
   constructor(opts: SipHandoffOptions) {
@@ -222,7 +228,8 @@ export class SipHandoff implements CallControl {
       let last = performance.eventLoopUtilization();
       this.loadTimer = setInterval(() => {
         const now = performance.eventLoopUtilization();
-        this.load = performance.eventLoopUtilization(now, last).utilization;
+        const busy = performance.eventLoopUtilization(now, last).utilization * 100;
+        this.saturated = busy >= this.settings.maxLoad! ? this.saturated + 1 : 0;
         last = now;
       }, LOAD_SAMPLE_MS);
       this.loadTimer.unref();
@@ -316,7 +323,8 @@ export class SipHandoff implements CallControl {
   private overloaded(): 'pending' | 'load' | null {
     const { maxPendingInvites, maxLoad } = this.settings;
     if (maxPendingInvites && this.pending >= maxPendingInvites) return 'pending';
-    if (maxLoad && this.load * 100 >= maxLoad) return 'load';
+    // A second in a row: a cold start's compilation or a burst is not an overload
+    if (maxLoad && this.saturated >= SATURATED_PERIODS) return 'load';
     return null;
   }
 
@@ -372,6 +380,8 @@ export class SipHandoff implements CallControl {
     const result = await this.services.leases.resolve(called, caller);
     if (!result.ok) {
       this.resolution('sip-number', result.reason === 'consumed' ? 'consumed_already' : result.reason);
+      const fallback = await this.noLeaseFallback(tx, caller, result.reason);
+      if (fallback) return fallback;
       throw refuse(404, NO_MATCH); // never say which part mismatched
     }
     const lease = result.lease;
@@ -397,6 +407,19 @@ export class SipHandoff implements CallControl {
       provider: lease.provider,
       inputs: {},
     };
+  }
+
+  /**
+   * A path A call that matched no lease, as a new inbound call to the configured no-lease channel
+   * (its flow decides; `noLease` tells it why), or null when none is configured or allowed.
+   */
+  private async noLeaseFallback(tx: ServerTransaction, caller: string, reason: string): Promise<Resolved | null> {
+    const number = this.settings.noLeaseChannel;
+    if (!number) return null;
+    const channel = await this.services.refs.channelByNumber(number);
+    if (!channel || !this.sourceAllowed(channel.orgId, tx.source)) return null;
+    this.resolution('sip-number', 'no_lease_channel');
+    return { path: 'number', orgId: channel.orgId, channel, caller, partner: null, transactionId: null, inputs: { noLease: reason }, noLease: reason };
   }
 
   /** Path B: a channel number with a UUI; the token is verified after every cheaper check. */
@@ -470,6 +493,7 @@ export class SipHandoff implements CallControl {
       sipCallId: req.callId,
       sourceIp: tx.source.remoteAddress,
       ...(r.provider ? { provider: r.provider } : {}),
+      ...(r.noLease !== undefined ? { noLease: r.noLease } : {}),
     };
     const call: VoiceCall = {
       id,
@@ -478,7 +502,8 @@ export class SipHandoff implements CallControl {
       callCenterApiName: r.channel.callCenterApiName,
       toNumber: r.channel.number,
       fromNumber: r.caller,
-      initiationMethod: 'Transfer',
+      // a call that matched no lease carries no hand-off: it is the channel's own inbound call
+      initiationMethod: r.noLease !== undefined ? 'Inbound' : 'Transfer',
       parentVoiceCallId: r.partner?.id ?? null,
       startTime: new Date(now).toISOString(),
       endTime: null,
@@ -676,7 +701,8 @@ export class SipHandoff implements CallControl {
    */
   private queueFinish(c: HandoffCall, patch: VoiceCallPatch & { status: string; disconnectReason: string }, data: Record<string, unknown>): void {
     const endTime = new Date(this.services.clock.now()).toISOString();
-    this.write(c, { ...patch, handoff: c.handoff, isActiveCall: false, endTime }, 'call.ended', data, KEEP_STATUS);
+    // c.handoff is as written already (at the insert, or at the answer)
+    this.write(c, { ...patch, isActiveCall: false, endTime }, 'call.ended', data, KEEP_STATUS);
   }
 
   /** Applies a change to VC2 after the ones queued before it, with its webhook event. */

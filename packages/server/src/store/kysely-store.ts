@@ -1,6 +1,7 @@
 import { readFile, readdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { sql, type ExpressionBuilder, type Kysely, type Transaction } from 'kysely';
+import { Statement } from './statement.js';
 import type { Database, VoiceCallsTable } from './schema.js';
 import type {
   AgentInput,
@@ -146,6 +147,39 @@ function patchValue(key: keyof VoiceCallPatch, value: unknown): unknown {
   if (key === 'isActiveCall') return value ? 1 : 0;
   if (key === 'participants' || key === 'handoff' || key === 'escalation') return JSON.stringify(value);
   return value;
+}
+
+const VOICE_CALL_COLUMNS = [
+  'id', 'org_id', 'vendor_call_key', 'call_center_api_name', 'to_number', 'from_number', 'initiation_method',
+  'parent_voice_call_id', 'start_time', 'end_time', 'is_active_call', 'disconnect_reason', 'call_attributes',
+  'call_origin', 'queue', 'call_subtype', 'participants', 'telephony_provider_name', 'status', 'handoff',
+  'escalation', 'created_at', 'updated_at',
+] as const satisfies readonly (keyof VoiceCallsTable)[];
+
+// The SIP hand-off writes and reads VoiceCalls on every call: these skip Kysely's query builder (see Statement)
+const INSERT_VOICE_CALL = new Statement(
+  `INSERT INTO voice_calls (${VOICE_CALL_COLUMNS.join(', ')}) VALUES (${VOICE_CALL_COLUMNS.map((c) => ':' + c).join(', ')})
+   ON CONFLICT (org_id, vendor_call_key) DO NOTHING`,
+);
+const GET_VOICE_CALL = new Statement('SELECT * FROM voice_calls WHERE id = :id AND org_id = :org');
+
+/** UPDATE statements by the patch's columns (a handful of shapes in practice). */
+const patchStatements = new Map<string, Statement>();
+
+function patchStatement(keys: readonly (keyof VoiceCallPatch)[], keep: number): Statement {
+  const signature = `${keys.join(',')}|${keep}`;
+  let stmt = patchStatements.get(signature);
+  if (!stmt) {
+    const sets = keys.map((k) => {
+      const col = PATCH_COLUMNS[k];
+      if (col !== 'status' || keep === 0) return `${col} = :${col}`;
+      const kept = Array.from({ length: keep }, (_, i) => `:keep_${i}`).join(', ');
+      return `status = CASE WHEN status IN (${kept}) THEN status ELSE :status END`;
+    });
+    stmt = new Statement(`UPDATE voice_calls SET ${[...sets, 'updated_at = :updated_at'].join(', ')} WHERE id = :id AND org_id = :org`);
+    if (patchStatements.size < 256) patchStatements.set(signature, stmt);
+  }
+  return stmt;
 }
 
 /** The Kysely implementation of Store, shared by SQLite and PostgreSQL. */
@@ -479,20 +513,16 @@ export class KyselyStore implements Store {
     };
     // ON CONFLICT DO NOTHING makes concurrent creates with one vendorCallKey race-free: one inserts,
     // the others read the winner.
-    const r = await this.db
-      .insertInto('voice_calls')
-      .values(row)
-      .onConflict((oc) => oc.columns(['org_id', 'vendor_call_key']).doNothing())
-      .executeTakeFirst();
-    if (wrote(r)) return { created: true, call: toVoiceCall(row) };
+    const r = await this.db.executeQuery(INSERT_VOICE_CALL.compile(this.dialect, row as unknown as Record<string, unknown>));
+    if (Number(r.numAffectedRows ?? 0n) > 0) return { created: true, call: toVoiceCall(row) };
     const existing = call.vendorCallKey === null ? null : await this.getVoiceCallByVendorKey(call.orgId, call.vendorCallKey);
     if (!existing) throw new Error('voice call insert conflicted on its id');
     return { created: false, call: existing };
   }
 
   async getVoiceCall(orgId: string, id: string): Promise<VoiceCall | null> {
-    const r = await this.db.selectFrom('voice_calls').selectAll().where('id', '=', id).where('org_id', '=', orgId).executeTakeFirst();
-    return r ? toVoiceCall(r) : null;
+    const { rows } = await this.db.executeQuery<VoiceCallsTable>(GET_VOICE_CALL.compile(this.dialect, { id, org: orgId }));
+    return rows[0] ? toVoiceCall(rows[0]) : null;
   }
 
   async getVoiceCallAnyOrg(id: string): Promise<VoiceCall | null> {
@@ -522,17 +552,18 @@ export class KyselyStore implements Store {
   }
 
   async patchVoiceCall(orgId: string, id: string, patch: VoiceCallPatch, now: number, keepStatus: readonly string[] = []): Promise<boolean> {
-    const set: Record<string, unknown> = { updated_at: now };
+    const params: Record<string, unknown> = { id, org: orgId, updated_at: now };
+    const keys: (keyof VoiceCallPatch)[] = [];
     for (const [key, value] of Object.entries(patch) as [keyof VoiceCallPatch, unknown][]) {
       if (value === undefined) continue;
-      set[PATCH_COLUMNS[key]] = patchValue(key, value);
+      keys.push(key);
+      params[PATCH_COLUMNS[key]] = patchValue(key, value);
     }
-    if (patch.status !== undefined && keepStatus.length > 0) {
-      // Decided by the row itself, in the one statement: no read, no race with the escalation's write
-      set['status'] = sql`case when status in (${sql.join(keepStatus.map((s) => sql`${s}`))}) then status else ${patch.status} end`;
-    }
-    const r = await this.db.updateTable('voice_calls').set(set).where('id', '=', id).where('org_id', '=', orgId).executeTakeFirst();
-    return r.numUpdatedRows > 0n;
+    // The status is decided by the row itself, in the one statement: no read, no race with an escalation's write
+    const keep = patch.status !== undefined ? keepStatus : [];
+    keep.forEach((k, i) => (params[`keep_${i}`] = k));
+    const r = await this.db.executeQuery(patchStatement(keys, keep.length).compile(this.dialect, params));
+    return Number(r.numAffectedRows ?? 0n) > 0;
   }
 
   async listChildCalls(orgId: string, parentId: string): Promise<VoiceCall[]> {

@@ -5,6 +5,7 @@ import type { Database } from './schema.js';
 import type { Dialect, Store } from './store.js';
 import { SqliteCheckpointer, WRITER_AUTOCHECKPOINT_PAGES } from './sqlite-checkpointer.js';
 import { LeaseAllocator } from './lease-allocator.js';
+import { Statement } from './statement.js';
 import { LEASE_UID_PREFIX } from '../domain/lease-policy.js';
 
 /** A number-pool lease as the rest of the code sees it; times are epoch ms. */
@@ -193,53 +194,6 @@ export interface LeaseStore {
 }
 
 type LeaseDb = Kysely<Database & LeaseTables> | Transaction<Database & LeaseTables>;
-
-/**
- * One SQL text with `:named` parameters, converted once per dialect to positional form. The lease path
- * runs these directly rather than through Kysely's query builder: building and compiling a query costs
- * tens of microseconds each time, a real share of a reservation's budget (chosen for speed).
- */
-class Statement {
-  private readonly forms: Record<Dialect, { text: string; names: string[]; query: CompiledQuery['query'] }>;
-
-  constructor(text: string) {
-    const names: string[] = [];
-    const sqlite = text.replace(/:([a-z_]+)/g, (_, name: string) => {
-      names.push(name);
-      return '?';
-    });
-    const pgNames: string[] = [];
-    const postgres = text.replace(/:([a-z_]+)/g, (_, name: string) => {
-      let i = pgNames.indexOf(name);
-      if (i < 0) i = pgNames.push(name) - 1;
-      return `$${i + 1}`;
-    });
-    this.forms = {
-      sqlite: { text: sqlite, names, query: CompiledQuery.raw(sqlite).query },
-      postgres: { text: postgres, names: pgNames, query: CompiledQuery.raw(postgres).query },
-    };
-  }
-
-  /**
-   * The query to execute. Built by hand rather than with CompiledQuery.raw, which freezes a new node
-   * tree and makes a query id for every execution: drivers read only `sql` and `parameters`, and this
-   * store uses no Kysely plugin that would read the rest (chosen for speed).
-   */
-  compile(dialect: Dialect, params: Record<string, unknown>): CompiledQuery {
-    const form = this.forms[dialect];
-    const names = form.names;
-    const parameters: unknown[] = new Array(names.length);
-    for (let i = 0; i < names.length; i++) {
-      const v = params[names[i]!];
-      if (v === undefined) throw new Error(`missing SQL parameter :${names[i]}`);
-      parameters[i] = v;
-    }
-    return { sql: form.text, query: form.query, parameters, queryId: STATEMENT_QUERY_ID };
-  }
-}
-
-/** Shared by every Statement execution (see Statement.compile). */
-const STATEMENT_QUERY_ID = CompiledQuery.raw('').queryId;
 
 const LIVE = 'consumed_at IS NULL AND expires_at > :now';
 

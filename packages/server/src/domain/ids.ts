@@ -94,15 +94,21 @@ export function newVoiceCallId(): string {
 /** 248 = 4 * 62: bytes at or above it are discarded so `byte % 62` is unbiased. */
 const REJECT_FROM = 248;
 
+/** Random bytes drawn by randomBase62, refilled when used up: no crypto call per ID on the hot path. */
+const POOL_SIZE = 4096;
+let pool = randomBytes(POOL_SIZE);
+let poolPos = 0;
+
 function randomBase62(length: number): string {
   let out = '';
   while (out.length < length) {
-    // Over-draw a little so one call almost always suffices (rejection rate is 8/256).
-    for (const byte of randomBytes(length + 4)) {
-      if (byte >= REJECT_FROM) continue;
-      out += BASE62[byte % 62];
-      if (out.length === length) break;
+    if (poolPos === POOL_SIZE) {
+      pool = randomBytes(POOL_SIZE);
+      poolPos = 0;
     }
+    const byte = pool[poolPos++]!;
+    if (byte >= REJECT_FROM) continue;
+    out += BASE62[byte % 62];
   }
   return out;
 }

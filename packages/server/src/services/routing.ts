@@ -75,7 +75,10 @@ export class RoutingService {
     const caller = input.call.fromNumber;
     const decision = evaluateFlow(flow.definition, {
       caller,
-      callerCountry: caller ? (countryOfE164(caller) ?? null) : null,
+      // Looked up only by a rule that asks (parsing the number is a large share of a flow's cost)
+      get callerCountry() {
+        return caller ? (countryOfE164(caller) ?? null) : null;
+      },
       path: input.path,
       attributes: {
         ...attributesOf(input.call),

@@ -37,6 +37,8 @@ export interface SipHandoffSettings {
   /** Requests per second per source address; 0 disables the limit. */
   rateLimit: number;
   uuiMaxDecoded: number;
+  /** An answered call still up after this many seconds is ended with a BYE to both parties (0 or absent: never). */
+  maxCallSeconds?: number;
   /** Path A calls matching no live lease go to this channel (E.164) as inbound calls; absent or null: 404. */
   noLeaseChannel?: string | null;
   /** Initial INVITEs get 503 at once while this many hand-offs are being resolved (0 or absent: no bound). */
@@ -163,6 +165,8 @@ interface HandoffCall {
   /** Record updates of this call, in order. */
   chain: Promise<void>;
   released: boolean;
+  /** Ends an answered call that outlives maxCallSeconds. */
+  limit?: NodeJS.Timeout;
 }
 
 /**
@@ -668,6 +672,12 @@ export class SipHandoff implements CallControl {
       c.handoff = { ...c.handoff, answeredAt: new Date(this.services.clock.now()).toISOString() };
       this.write(c, { status: 'Answered', handoff: c.handoff }, 'call.answered', { agent: c.agent.name });
       c.log.info({ agent: c.agent.name }, 'agent answered');
+      const max = this.settings.maxCallSeconds;
+      if (max) {
+        // A party that vanished without a BYE would hold its agent slot and dialog state forever
+        c.limit = setTimeout(() => this.proxy.end(pc, 'max-duration'), max * 1000);
+        c.limit.unref();
+      }
     },
     onFailed: (pc, status) => {
       const c = pc.data;
@@ -688,6 +698,7 @@ export class SipHandoff implements CallControl {
 
   /** Releases the agent's slot and forgets the call (once). */
   private forget(c: HandoffCall): void {
+    clearTimeout(c.limit);
     this.byVoiceCall.delete(c.id);
     if (!c.released) {
       c.released = true;

@@ -3,7 +3,6 @@ import type { KyselyStore } from './kysely-store.js';
 import type { LeaseTables, LeasesTable } from './lease-schema.js';
 import type { Database } from './schema.js';
 import type { Dialect, Store } from './store.js';
-import { SqliteCheckpointer, WRITER_AUTOCHECKPOINT_PAGES } from './sqlite-checkpointer.js';
 import { LeaseAllocator } from './lease-allocator.js';
 import { Statement } from './statement.js';
 import { LEASE_UID_PREFIX } from '../domain/lease-policy.js';
@@ -443,8 +442,6 @@ class BatchAborted extends Error {}
 class GroupCommit {
   private queue: Job[] = [];
   private scheduled = false;
-  /** Undefined until the first batch has looked at the database file. */
-  private checkpointer: SqliteCheckpointer | null | undefined;
   /** The in-memory pool index (see lease-allocator.ts), usable only while it is known to be exact. */
   readonly allocator = new LeaseAllocator(LIVE_COUNT_CAP);
   /** PRAGMA data_version at the last batch: it changes when another connection commits. */
@@ -483,7 +480,6 @@ class GroupCommit {
     try {
       await this.store.transaction(async (tx) => {
         const db = (tx as KyselyStore).executor;
-        if (this.checkpointer === undefined) this.checkpointer = await startCheckpointer(db);
         const allocator = await this.usableAllocator(db);
         for (const job of batch) {
           const leases = new KyselyLeaseStore(tx as KyselyStore, allocator);
@@ -502,7 +498,6 @@ class GroupCommit {
       for (const job of batch) job.reject(error);
       return;
     }
-    this.checkpointer?.committed();
     batch.forEach((job, i) => {
       const outcome = outcomes[i]!;
       if (outcome.ok) job.resolve(outcome.value);
@@ -551,16 +546,6 @@ const DATA_VERSION = CompiledQuery.raw('pragma data_version');
 const ALLOCATOR_QUIET_MS = 1000;
 /** Choices taken from the in-memory index per reservation before the allocation query decides. */
 const INDEX_TRIES = 3;
-
-/** A checkpointer for the database file in WAL mode (none for an in-memory database). */
-async function startCheckpointer(db: KyselyStore['executor']): Promise<SqliteCheckpointer | null> {
-  const { rows: files } = await db.executeQuery<{ name: string; file: string }>(CompiledQuery.raw('pragma database_list'));
-  const file = files.find((f) => f.name === 'main')?.file;
-  const { rows: modes } = await db.executeQuery<{ journal_mode: string }>(CompiledQuery.raw('pragma journal_mode'));
-  if (!file || modes[0]?.journal_mode !== 'wal') return null;
-  await db.executeQuery(CompiledQuery.raw(`pragma wal_autocheckpoint = ${WRITER_AUTOCHECKPOINT_PAGES}`));
-  return new SqliteCheckpointer(file);
-}
 
 /** The LeaseStore on the KyselyStore's database (SQLite or PostgreSQL). */
 export class KyselyLeaseStore implements LeaseStore {

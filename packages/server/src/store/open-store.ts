@@ -5,6 +5,7 @@ import SQLite from 'better-sqlite3';
 import { CompiledQuery, Kysely, PostgresDialect, SqliteDialect, SqliteDriver, type DatabaseConnection } from 'kysely';
 import pg from 'pg';
 import { KyselyStore } from './kysely-store.js';
+import { SqliteCheckpointer, WRITER_AUTOCHECKPOINT_PAGES } from './sqlite-checkpointer.js';
 import type { Database } from './schema.js';
 
 export interface SqliteOptions {
@@ -24,17 +25,32 @@ export interface PostgresOptions {
  * to upgrade (SQLITE_BUSY, which busy_timeout does not retry). BEGIN IMMEDIATE queues writers instead.
  */
 class ImmediateSqliteDriver extends SqliteDriver {
+  constructor(
+    cfg: ConstructorParameters<typeof SqliteDriver>[0],
+    private readonly checkpointer: SqliteCheckpointer | null,
+  ) {
+    super(cfg);
+  }
+
   override async beginTransaction(connection: DatabaseConnection): Promise<void> {
     await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+  }
+
+  override async commitTransaction(connection: DatabaseConnection): Promise<void> {
+    await super.commitTransaction(connection);
+    this.checkpointer?.committed();
   }
 }
 
 class ImmediateSqliteDialect extends SqliteDialect {
-  constructor(private readonly cfg: ConstructorParameters<typeof SqliteDialect>[0]) {
+  constructor(
+    private readonly cfg: ConstructorParameters<typeof SqliteDialect>[0],
+    private readonly checkpointer: SqliteCheckpointer | null,
+  ) {
     super(cfg);
   }
   override createDriver() {
-    return new ImmediateSqliteDriver(this.cfg);
+    return new ImmediateSqliteDriver(this.cfg, this.checkpointer);
   }
 }
 
@@ -68,7 +84,13 @@ export function openSqlite(opts: SqliteOptions): KyselyStore {
   database.pragma('synchronous = NORMAL');
   database.pragma('busy_timeout = 5000');
   database.pragma('foreign_keys = ON');
-  const db = new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: withStatementCache(database) }) });
+  // WAL checkpoints run in a worker after commits, not on the event loop (see sqlite-checkpointer.ts)
+  let checkpointer: SqliteCheckpointer | null = null;
+  if (opts.file !== ':memory:') {
+    database.pragma(`wal_autocheckpoint = ${WRITER_AUTOCHECKPOINT_PAGES}`);
+    checkpointer = new SqliteCheckpointer(database.name);
+  }
+  const db = new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: withStatementCache(database) }, checkpointer) });
   return new KyselyStore(db, 'sqlite', db);
 }
 

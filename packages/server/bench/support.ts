@@ -14,9 +14,13 @@ export interface Proc {
   stop(): Promise<void>;
 }
 
-/** Starts a child process and waits until a line of its stdout matches `ready` (capture group 1 = URL). */
+/**
+ * Starts a child process and waits until a line of its stdout matches `ready` (capture group 1 = URL).
+ * BENCH_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") are passed to its node.
+ */
 export async function startProcess(args: string[], env: Record<string, string>, ready: RegExp, timeoutMs = 60_000): Promise<Proc> {
-  const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => {

@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import swagger from '@fastify/swagger';
 import type { Logger } from 'pino';
 import type { Services } from '../services/index.js';
@@ -32,6 +32,23 @@ export interface AppOptions {
  * The Fastify application: content types, auth, errors, routes. It opens no port and no database;
  * the composition root (server.ts) does, so tests can drive the same app with inject().
  */
+/**
+ * Makes request.log carry the org, creating that child logger only when something logs: most requests
+ * log nothing at the production level, and a pino child per request was ~4% of a reservation's CPU.
+ */
+function bindOrg(request: FastifyRequest, orgId: string): void {
+  const base = request.log;
+  let bound: FastifyBaseLogger | undefined;
+  Object.defineProperty(request, 'log', {
+    configurable: true,
+    enumerable: true,
+    get: () => (bound ??= base.child({ orgId })),
+    set: (value: FastifyBaseLogger) => {
+      bound = value;
+    },
+  });
+}
+
 export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const { services } = opts;
   const { metrics } = services;
@@ -105,7 +122,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       // Authentication runs before the body is read: a bad token costs no parsing.
       api.addHook('onRequest', async (request) => {
         request.auth = await services.auth.authenticate(request.headers.authorization);
-        request.log = request.log.child({ orgId: request.auth.orgId });
+        bindOrg(request, request.auth.orgId);
         await services.auth.checkRate(request.auth.orgId);
       });
       await api.register(voiceCallRoutes, { services });

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
 import { validateProvisioning } from '../../src/config.js';
 import { systemClock, type Clock } from '../../src/domain/clock.js';
 import { generateKeyPair, mintToken, type MintTokenOptions } from '../../src/domain/token-mint.js';
@@ -77,7 +78,10 @@ export function provisioningDoc(pub: { a: string; a2: string; aEc: string; b: st
   };
 }
 
-export async function makeHarness(name: 'sqlite' | 'postgres', opts: { clock?: Clock; bodyLimit?: number; services?: ServiceOptions } = {}): Promise<Harness> {
+export async function makeHarness(
+  name: 'sqlite' | 'postgres',
+  opts: { clock?: Clock; bodyLimit?: number; services?: ServiceOptions; logger?: Logger } = {},
+): Promise<Harness> {
   const clock = opts.clock ?? systemClock;
   const backend = await makeBackend(name);
   const store = await backend.open();
@@ -88,7 +92,7 @@ export async function makeHarness(name: 'sqlite' | 'postgres', opts: { clock?: C
   const metrics = new Metrics({ defaultMetrics: false });
   // Tests change orgs straight in the store, so reference caching is off here (it has its own test).
   const services = createServices(store, clock, { metrics, operatorToken: OPERATOR_TOKEN, referenceCacheMs: 0, ...(opts.services ?? {}) });
-  const app = await buildApp({ services, logger: false, bodyLimit: opts.bodyLimit ?? 64 * 1024, isReady: () => true });
+  const app = await buildApp({ services, logger: opts.logger ?? false, bodyLimit: opts.bodyLimit ?? 64 * 1024, isReady: () => true });
   const keys = { a: a!.privateKeyPem, a2: a2!.privateKeyPem, aEc: aEc!.privateKeyPem, b: b!.privateKeyPem };
   return {
     backend,

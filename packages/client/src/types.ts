@@ -117,6 +117,8 @@ export interface VoiceCallRecord {
   updatedAt: string;
   /** The hand-off legs (VoiceCalls whose parent is this one). */
   legs?: VoiceCallRecord[];
+  /** How many legs the call has in all (`legs` shows the newest, 100 by default). */
+  legsTotal?: number;
 }
 
 /** `POST /voiceCalls/reserveRoutableNumber`. */

@@ -822,14 +822,14 @@ async function check(s: Service, token: string, vc1s: Record<string, string>, su
     snap = dbSnapshot(dbFile);
   }
   const waited = (Date.now() - t0) / 1000;
-  // The partner's view: GET /voiceCalls/{VC1} lists the hand-off legs of each VC1.
+  // The partner's view: GET /voiceCalls/{VC1} counts the hand-off legs of each VC1 (legsTotal; it lists the newest 100).
   const vc1LegsViaHttp: Record<string, number | string> = {};
   for (const [path, id] of Object.entries(vc1s)) {
     try {
       const t = performance.now();
       const res = await fetch(`${s.httpUrl}/telephony/v1/voiceCalls/${id}`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(30_000) });
-      const body = (await res.json()) as { legs?: unknown[] };
-      vc1LegsViaHttp[path] = res.status === 200 ? (body.legs?.length ?? 0) : `HTTP ${res.status}`;
+      const body = (await res.json()) as { legs?: unknown[]; legsTotal?: number };
+      vc1LegsViaHttp[path] = res.status === 200 ? (body.legsTotal ?? body.legs?.length ?? 0) : `HTTP ${res.status}`;
       vc1LegsViaHttp[`${path}: ms`] = Math.round(performance.now() - t);
     } catch (e) {
       vc1LegsViaHttp[path] = `error: ${(e as Error).message}`;

@@ -8,6 +8,9 @@ import type { WebhookService } from './webhooks.js';
 
 export const INITIATION_METHODS = ['Inbound', 'Outbound', 'Transfer', 'Callback'] as const;
 const MAX_CALL_ATTRIBUTES = 32 * 1024;
+/** Legs GET /voiceCalls/{id} shows by default (the newest); a partner's call rarely has more than a few. */
+export const DEFAULT_LEGS = 100;
+export const MAX_LEGS = 1000;
 
 /** What a partner sends to create a VoiceCall (already schema-checked for types and lengths). */
 export interface CreateVoiceCallInput {
@@ -195,14 +198,18 @@ export class VoiceCallService {
     });
   }
 
-  async get(orgId: string, idOrKey: string): Promise<{ call: VoiceCall; legs: VoiceCall[] }> {
+  /** The call with its newest `legsLimit` legs (oldest first) and how many legs it has in all. */
+  async get(orgId: string, idOrKey: string, legsLimit = DEFAULT_LEGS): Promise<{ call: VoiceCall; legs: VoiceCall[]; legsTotal: number }> {
     const call = await this.find(orgId, idOrKey);
-    return { call, legs: await this.store.listChildCalls(orgId, call.id) };
+    const legs = legsLimit === 0 ? [] : await this.store.listChildCalls(orgId, call.id, legsLimit);
+    // Counted only when the page may be partial: a call's legs are usually a handful
+    const legsTotal = legs.length < legsLimit ? legs.length : await this.store.countChildCalls(orgId, call.id);
+    return { call, legs, legsTotal };
   }
 }
 
 /** The API view of a record: 18-char IDs, ISO times, partner field names. */
-export function voiceCallView(call: VoiceCall, legs?: VoiceCall[]): Record<string, unknown> {
+export function voiceCallView(call: VoiceCall, legs?: VoiceCall[], legsTotal?: number): Record<string, unknown> {
   const view: Record<string, unknown> = {
     voiceCallId: toId18(call.id),
     vendorCallKey: call.vendorCallKey,
@@ -227,6 +234,9 @@ export function voiceCallView(call: VoiceCall, legs?: VoiceCall[]): Record<strin
     createdAt: new Date(call.createdAt).toISOString(),
     updatedAt: new Date(call.updatedAt).toISOString(),
   };
-  if (legs) view.legs = legs.map((l) => voiceCallView(l));
+  if (legs) {
+    view.legs = legs.map((l) => voiceCallView(l));
+    view.legsTotal = legsTotal ?? legs.length;
+  }
   return view;
 }

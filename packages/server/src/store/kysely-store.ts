@@ -566,16 +566,21 @@ export class KyselyStore implements Store {
     return Number(r.numAffectedRows ?? 0n) > 0;
   }
 
-  async listChildCalls(orgId: string, parentId: string): Promise<VoiceCall[]> {
-    const rows = await this.db
+  async listChildCalls(orgId: string, parentId: string, limit?: number): Promise<VoiceCall[]> {
+    const q = this.db.selectFrom('voice_calls').selectAll().where('org_id', '=', orgId).where('parent_voice_call_id', '=', parentId);
+    if (limit === undefined) return (await q.orderBy('created_at').orderBy('id').execute()).map(toVoiceCall);
+    const newest = await q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(limit).execute();
+    return newest.reverse().map(toVoiceCall);
+  }
+
+  async countChildCalls(orgId: string, parentId: string): Promise<number> {
+    const r = await this.db
       .selectFrom('voice_calls')
-      .selectAll()
+      .select((eb) => eb.fn.countAll<number>().as('n'))
       .where('org_id', '=', orgId)
       .where('parent_voice_call_id', '=', parentId)
-      .orderBy('created_at')
-      .orderBy('id')
-      .execute();
-    return rows.map(toVoiceCall);
+      .executeTakeFirst();
+    return Number(r?.n ?? 0);
   }
 
   async listRecentCalls(orgId: string | null, limit: number): Promise<VoiceCall[]> {

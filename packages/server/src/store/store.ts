@@ -84,7 +84,9 @@ export interface Store {
    * (an escalated call stays Escalated when its legs end).
    */
   patchVoiceCall(orgId: string, id: string, patch: VoiceCallPatch, now: number, keepStatus?: readonly string[]): Promise<boolean>;
-  listChildCalls(orgId: string, parentId: string): Promise<VoiceCall[]>;
+  /** The calls whose parent is `parentId`, oldest first; with `limit`, only the newest `limit` of them. */
+  listChildCalls(orgId: string, parentId: string, limit?: number): Promise<VoiceCall[]>;
+  countChildCalls(orgId: string, parentId: string): Promise<number>;
   /** The most recently created calls, newest first, of one org or of all. */
   listRecentCalls(orgId: string | null, limit: number): Promise<VoiceCall[]>;
 

@@ -106,6 +106,34 @@ for (const backend of BACKENDS) {
         assert.equal(rec.legs.length, 1);
         assert.equal(rec.legs[0].voiceCallId, child.json().voiceCallId);
         assert.equal(rec.legs[0].parentVoiceCallId, parent);
+        assert.equal(rec.legsTotal, 1);
+      });
+
+      test('legs are bounded: legsLimit shows the newest, oldest first, with legsTotal; bad limits are 400', async () => {
+        const parent = (await post(body())).json().voiceCallId;
+        const kids: string[] = [];
+        for (let i = 0; i < 5; i++) {
+          const r = await post(body({ initiationMethod: 'Transfer', parentVoiceCallId: parent }));
+          assert.equal(r.statusCode, 201);
+          kids.push(r.json().voiceCallId);
+        }
+        const page = (q: string) => h.app.inject({ method: 'GET', url: `/telephony/v1/voiceCalls/${parent}${q}`, headers: { authorization: `Bearer ${tokA}` } });
+        const all = (await page('')).json();
+        assert.deepEqual(all.legs.map((l: { voiceCallId: string }) => l.voiceCallId), kids);
+        assert.equal(all.legsTotal, 5);
+        const two = (await page('?legsLimit=2')).json();
+        assert.deepEqual(two.legs.map((l: { voiceCallId: string }) => l.voiceCallId), kids.slice(3));
+        assert.equal(two.legsTotal, 5);
+        const none = (await page('?legsLimit=0')).json();
+        assert.deepEqual(none.legs, []);
+        assert.equal(none.legsTotal, 5);
+        for (const bad of ['-1', '1001', 'many', '2.5']) {
+          const r = await page(`?legsLimit=${bad}`);
+          assert.equal(r.statusCode, 400, bad);
+          assert.ok(r.json().errors?.[0]?.errorCode, `${bad}: an error code`);
+        }
+        // another org sees neither the call nor its legs
+        assert.equal((await get(parent, tokB)).statusCode, 404);
       });
 
       test('XML in, XML out (numbers stay strings)', async () => {

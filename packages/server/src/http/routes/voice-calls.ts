@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { toId18 } from '../../domain/ids.js';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Services } from '../../services/index.js';
-import { parseCallAttributes, voiceCallView } from '../../services/voice-calls.js';
+import { DEFAULT_LEGS, MAX_LEGS, parseCallAttributes, voiceCallView } from '../../services/voice-calls.js';
 import { HandoffError, isHandoffError } from '../../domain/errors.js';
 import { send } from '../reply.js';
 import { ErrorResponse } from '../schemas.js';
@@ -178,13 +178,18 @@ export default async function voiceCallRoutes(app: FastifyInstance, opts: { serv
         summary: 'Read a VoiceCall',
         description: 'The record, its hand-off legs, its hand-off context and its escalation outcome.',
         params: IdParams,
+        querystring: Type.Object({
+          legsLimit: Type.Optional(
+            Type.Integer({ minimum: 0, maximum: MAX_LEGS, default: DEFAULT_LEGS, description: 'How many legs to show, the newest (their total is `legsTotal`)' }),
+          ),
+        }),
         response: { 200: VoiceCallResponse, ...errors },
       },
     },
     async (request, reply) => {
-      const { call, legs } = await voiceCalls.get(request.auth.orgId, request.params.id);
+      const { call, legs, legsTotal } = await voiceCalls.get(request.auth.orgId, request.params.id, request.query.legsLimit);
       logCall(request, reply, call.id);
-      return send(request, reply, 200, voiceCallView(call, legs));
+      return send(request, reply, 200, voiceCallView(call, legs, legsTotal));
     },
   );
 }

@@ -7,9 +7,39 @@ interface Job {
 }
 
 /** Jobs of one group at most, so a group never holds SQLite's write lock (and delays its first job) for long. */
-const MAX_GROUP = 64;
+export const MAX_GROUP = 64;
 
 const writers = new WeakMap<Store, GroupCommit>();
+
+/**
+ * Collects what is submitted in one turn of the event loop and hands it to `flush` in groups of at
+ * most `max` (the scheduling both group commits share: this one and the lease store's). setImmediate,
+ * not a microtask: what is read from the sockets in this poll phase joins the group.
+ */
+export class TurnBatcher<J> {
+  private queue: J[] = [];
+  private scheduled = false;
+
+  constructor(
+    private readonly flush: (group: J[]) => Promise<void>,
+    private readonly max = MAX_GROUP,
+  ) {}
+
+  push(job: J): void {
+    this.queue.push(job);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => this.next());
+    }
+  }
+
+  private next(): void {
+    const group = this.queue.splice(0, this.max);
+    this.scheduled = this.queue.length > 0;
+    if (this.scheduled) setImmediate(() => this.next());
+    void this.flush(group);
+  }
+}
 
 /**
  * Group commit of small write transactions on SQLite: the jobs submitted in one turn of the event
@@ -27,8 +57,7 @@ const writers = new WeakMap<Store, GroupCommit>();
  * await GroupCommit.of(store).run((tx) => tx.patchVoiceCall(orgId, id, { status: 'Answered' }, now));
  */
 export class GroupCommit {
-  private queue: Job[] = [];
-  private scheduled = false;
+  private readonly batcher = new TurnBatcher<Job>((group) => this.flush(group));
 
   private constructor(private readonly store: Store) {}
 
@@ -41,20 +70,10 @@ export class GroupCommit {
 
   run<T>(fn: (tx: Store) => Promise<T>): Promise<T> {
     if (this.store.dialect !== 'sqlite') return this.store.transaction(fn);
-    return new Promise<T>((resolve, reject) => {
-      this.queue.push({ fn, resolve: resolve as (value: unknown) => void, reject });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        // setImmediate, not a microtask: work read from the sockets in this poll phase joins the group
-        setImmediate(() => void this.flush());
-      }
-    });
+    return new Promise<T>((resolve, reject) => this.batcher.push({ fn, resolve: resolve as (value: unknown) => void, reject }));
   }
 
-  private async flush(): Promise<void> {
-    const group = this.queue.splice(0, MAX_GROUP);
-    this.scheduled = this.queue.length > 0;
-    if (this.scheduled) setImmediate(() => void this.flush());
+  private async flush(group: Job[]): Promise<void> {
     if (group.length === 1) return this.alone(group[0]!);
     let results: unknown[];
     try {

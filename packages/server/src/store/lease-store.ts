@@ -5,6 +5,7 @@ import type { Database } from './schema.js';
 import type { Dialect, Store } from './store.js';
 import { LeaseAllocator } from './lease-allocator.js';
 import { Statement } from './statement.js';
+import { TurnBatcher } from './group-commit.js';
 import { LEASE_UID_PREFIX } from '../domain/lease-policy.js';
 
 /** A number-pool lease as the rest of the code sees it; times are epoch ms. */
@@ -421,8 +422,6 @@ interface Job {
   reject: (error: unknown) => void;
 }
 
-const MAX_BATCH = 64;
-
 /** Thrown inside a group transaction to roll it back because a job failed after writing. */
 class BatchAborted extends Error {}
 
@@ -440,8 +439,7 @@ class BatchAborted extends Error {}
  * again in a transaction of its own, so each still gets all of its writes or none.
  */
 class GroupCommit {
-  private queue: Job[] = [];
-  private scheduled = false;
+  private readonly batcher = new TurnBatcher<Job>((batch) => this.flush(batch));
   /** The in-memory pool index (see lease-allocator.ts), usable only while it is known to be exact. */
   readonly allocator = new LeaseAllocator(LIVE_COUNT_CAP);
   /** PRAGMA data_version at the last batch: it changes when another connection commits. */
@@ -461,21 +459,10 @@ class GroupCommit {
   }
 
   run<T>(fn: (tx: LeaseStore) => Promise<T>): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      this.queue.push({ fn, resolve: resolve as (value: unknown) => void, reject });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        // setImmediate, not a microtask: requests read from sockets in this poll phase join the batch.
-        setImmediate(() => void this.flush());
-      }
-    });
+    return new Promise<T>((resolve, reject) => this.batcher.push({ fn, resolve: resolve as (value: unknown) => void, reject }));
   }
 
-  private async flush(): Promise<void> {
-    // Bounded so one batch never holds the write lock (and delays its first member) for long.
-    const batch = this.queue.splice(0, MAX_BATCH);
-    this.scheduled = this.queue.length > 0;
-    if (this.scheduled) setImmediate(() => void this.flush());
+  private async flush(batch: Job[]): Promise<void> {
     const outcomes: { ok: boolean; value: unknown }[] = [];
     try {
       await this.store.transaction(async (tx) => {

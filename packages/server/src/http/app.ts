@@ -3,6 +3,7 @@ import swagger from '@fastify/swagger';
 import type { Logger } from 'pino';
 import type { Services } from '../services/index.js';
 import type { VerifiedToken } from '../domain/token.js';
+import { bindOrg } from './request-log.js';
 import { isHandoffError } from '../domain/errors.js';
 import { parseXmlBody } from './body-codec.js';
 import { errorBody, negotiate, send, sendError } from './reply.js';
@@ -32,23 +33,6 @@ export interface AppOptions {
  * The Fastify application: content types, auth, errors, routes. It opens no port and no database;
  * the composition root (server.ts) does, so tests can drive the same app with inject().
  */
-/**
- * Makes request.log carry the org, creating that child logger only when something logs: most requests
- * log nothing at the production level, and a pino child per request was ~4% of a reservation's CPU.
- */
-function bindOrg(request: FastifyRequest, orgId: string): void {
-  const base = request.log;
-  let bound: FastifyBaseLogger | undefined;
-  Object.defineProperty(request, 'log', {
-    configurable: true,
-    enumerable: true,
-    get: () => (bound ??= base.child({ orgId })),
-    set: (value: FastifyBaseLogger) => {
-      bound = value;
-    },
-  });
-}
-
 export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const { services } = opts;
   const { metrics } = services;

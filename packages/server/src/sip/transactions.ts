@@ -43,8 +43,9 @@ export interface TransactionOptions {
   /** Maximum time a message stays in the network (default 5 s). */
   t4?: number;
   /**
-   * INVITE server transactions: send `100 Trying` as soon as the INVITE arrives ('immediate',
-   * default) or only if the TU has not answered within 200 ms ('delayed', §17.2.1).
+   * INVITE server transactions: send `100 Trying` as soon as the INVITE arrives unless the TU
+   * answered it in the same turn ('immediate', default), or only if the TU has not answered within
+   * 200 ms ('delayed', §17.2.1).
    */
   trying?: 'immediate' | 'delayed';
   /**
@@ -542,11 +543,12 @@ export class TransactionLayer implements SipTransportUser {
     this.servers.set(key, tx);
     if (mergeKey && !merged) this.pendingByDialogless.set(mergeKey, tx);
     if (req.method === 'CANCEL') return this.onCancel(tx);
-    if (req.method === 'INVITE') {
-      if (this.trying === 'immediate') tx.reply(100);
-      else this.tryingTimers.set(tx, this.timers.schedule(200, tx, TIMER_TRYING));
-    }
+    if (req.method !== 'INVITE') return this.tu.onRequest(tx);
+    if (this.trying === 'delayed') this.tryingTimers.set(tx, this.timers.schedule(200, tx, TIMER_TRYING));
     this.tu.onRequest(tx);
+    // After the TU, so an INVITE it refused at once (503 while overloaded, a cheap 4xx) costs one
+    // datagram, not two; one it is still working on gets its 100 in this same turn
+    if (this.trying === 'immediate' && !tx.lastResponse && tx.state === 'proceeding') tx.reply(100);
   }
 
   onResponse(res: SipResponse, src: SipSource): void {

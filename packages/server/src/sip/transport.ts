@@ -5,6 +5,7 @@
  * stalling the listener (size limits, slow senders, idle and max connections, rate limit).
  */
 import dgram from 'node:dgram';
+import dns from 'node:dns';
 import net from 'node:net';
 import tls from 'node:tls';
 import { SipCounters, type DropReason } from './counters.js';
@@ -174,6 +175,16 @@ class Connection {
 }
 
 /**
+ * The UDP socket's resolver: an IP literal (every destination but a configured agent host name) is
+ * its own address. dns.lookup answers literals too, but a tick later, for every datagram sent.
+ */
+function lookupLiteral(host: string, options: dns.LookupOneOptions, callback: (err: NodeJS.ErrnoException | null, address: string, family: number) => void): void {
+  const family = net.isIP(host);
+  if (family) callback(null, host, family);
+  else dns.lookup(host, options, callback);
+}
+
+/**
  * The SIP transport layer: one object for every listener, delivering parsed messages with their
  * source to a {@link SipTransportUser} and sending messages to destinations.
  *
@@ -293,7 +304,7 @@ export class SipTransport {
   }
 
   private async startUdp(o: ListenOptions): Promise<void> {
-    const sock = dgram.createSocket({ type: net.isIPv6(o.host) ? 'udp6' : 'udp4' });
+    const sock = dgram.createSocket({ type: net.isIPv6(o.host) ? 'udp6' : 'udp4', lookup: lookupLiteral });
     sock.on('error', () => this.counters.dropped('send-failed'));
     sock.on('message', (buf, rinfo) => this.onDatagram(buf, rinfo));
     await new Promise<void>((resolve, reject) => {

@@ -107,6 +107,17 @@ function retransmitTimes(t: FakeTransport): number[] {
 }
 
 describe('server INVITE transaction', () => {
+  test('no 100 Trying when the TU answered in the same turn: one datagram for a refusal or a ring', () => {
+    for (const status of [503, 404, 180]) {
+      const { layer, tu, transport } = setup();
+      tu.onRequest = (tx) => void tx.reply(status);
+      layer.onRequest(incoming('INVITE'), UDP_SRC);
+      assert.deepEqual(transport.statuses(), [status]);
+      layer.onRequest(incoming('INVITE'), UDP_SRC);
+      assert.deepEqual(transport.statuses(), [status, status], 'a retransmission replays it');
+    }
+  });
+
   test('100 Trying at once; retransmissions absorbed and the last response replayed', () => {
     const { layer, tu, transport } = setup();
     layer.onRequest(incoming('INVITE'), UDP_SRC);

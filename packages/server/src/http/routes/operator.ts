@@ -7,6 +7,7 @@ import { toId18 } from '../../domain/ids.js';
 import type { Services } from '../../services/index.js';
 import type { OperatorAuth } from '../../services/operator-auth.js';
 import { send } from '../reply.js';
+import { logs } from '../request-log.js';
 import { ErrorResponse } from '../schemas.js';
 
 const E164Str = Type.String({ minLength: 2, maxLength: 64, description: 'E.164, optionally as a tel: URI' });
@@ -45,7 +46,7 @@ export default async function operatorRoutes(app: FastifyInstance, opts: { servi
       metrics.resolutions.inc({ path: 'http', outcome: result.ok ? 'consumed' : result.reason });
       if (!result.ok) throw new HandoffError('LEASE_NOT_FOUND', 'No live lease for this called and caller number', { details: { resolution: result.reason } });
       const l = result.lease;
-      request.log.info({ leaseUid: l.uid, voiceCallId: l.callId ? toId18(l.callId) : null, transactionId: l.transactionId }, 'lease resolved');
+      if (logs(request, 'info')) request.log.info({ leaseUid: l.uid, voiceCallId: l.callId ? toId18(l.callId) : null, transactionId: l.transactionId }, 'lease resolved');
       return send(request, reply, 200, {
         status: 'resolved',
         lease: {

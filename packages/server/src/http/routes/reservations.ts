@@ -5,6 +5,7 @@ import type { Services } from '../../services/index.js';
 import { leaseHandle } from '../../services/lease-service.js';
 import type { ReservationBody } from '../../services/reservations.js';
 import { send } from '../reply.js';
+import { logs } from '../request-log.js';
 import { ErrorResponse } from '../schemas.js';
 
 const Str = (max: number, description?: string) => Type.Optional(Type.String({ maxLength: max, ...(description ? { description } : {}) }));
@@ -65,7 +66,7 @@ export default async function reservationRoutes(app: FastifyInstance, opts: { se
           provider: typeof provider === 'string' && provider.length > 0 ? provider.slice(0, 255) : null,
         });
         metrics.reservations.inc({ outcome: replayed ? 'replayed' : 'reserved', country: lease.country });
-        request.log.info({ leaseUid: lease.uid, transactionId: lease.transactionId, voiceCallId: lease.callId, replayed }, 'routable number reserved');
+        if (logs(request, 'info')) request.log.info({ leaseUid: lease.uid, transactionId: lease.transactionId, voiceCallId: lease.callId, replayed }, 'routable number reserved');
         return send(request, reply, 200, { status: 'success', mode: 'number', handle: leaseHandle(lease) });
       } catch (err) {
         metrics.reservations.inc({ outcome: (err as { code?: string }).code ?? 'error', country: '' });

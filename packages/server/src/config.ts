@@ -81,6 +81,8 @@ export interface SipSettings {
   noLeaseChannel: string | null;
   /** Answered calls still up after this many seconds are ended with a BYE to both parties (0: never). */
   maxCallSeconds: number;
+  /** Timer C: a proxied INVITE with no final answer this long after its last provisional is cancelled. */
+  timerCSeconds: number;
   /** ...or while the event loop is busy this share of the time (%, for a second (four 250 ms periods) in a row; 0: not checked). */
   maxLoad: number;
   /** The built-in demo agent (demo tenant only): UDP/TCP port on 127.0.0.1 and when it hangs up. */
@@ -122,6 +124,7 @@ export function loadSipSettings(env: NodeJS.ProcessEnv, sipPort: number): SipSet
     uuiMaxDecoded: intSetting(env, 'HANDOFF_UUI_MAX_DECODED', DEFAULT_MAX_UUI_DECODED, 64, 16_384),
     noLeaseChannel,
     maxCallSeconds: intSetting(env, 'HANDOFF_SIP_MAX_CALL_SECONDS', 14_400, 0, 604_800),
+    timerCSeconds: intSetting(env, 'HANDOFF_SIP_TIMER_C_SECONDS', 181, 1, 3_600),
     maxPendingInvites: intSetting(env, 'HANDOFF_SIP_MAX_PENDING', 500, 0, 1_000_000),
     maxLoad: intSetting(env, 'HANDOFF_SIP_MAX_LOAD', 100, 0, 100),
     demoAgent: {

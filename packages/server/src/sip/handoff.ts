@@ -39,6 +39,8 @@ export interface SipHandoffSettings {
   uuiMaxDecoded: number;
   /** An answered call still up after this many seconds is ended with a BYE to both parties (0 or absent: never). */
   maxCallSeconds?: number;
+  /** §16.6 Timer C of proxied INVITEs, in seconds (absent: 181; `timerCMs` wins). */
+  timerCSeconds?: number;
   /** Path A calls matching no live lease go to this channel (E.164) as inbound calls; absent or null: 404. */
   noLeaseChannel?: string | null;
   /** Initial INVITEs get 503 at once while this many hand-offs are being resolved (0 or absent: no bound). */
@@ -219,7 +221,8 @@ export class SipHandoff implements CallControl {
       forwardedMethods: FORWARDED_METHODS,
       transaction: { ...opts.transaction, retransmit2xx: false },
     });
-    this.proxy = new StatefulProxy<HandoffCall>(this.sip, opts.timerCMs !== undefined ? { timerCMs: opts.timerCMs } : {});
+    const timerCMs = opts.timerCMs ?? (s.timerCSeconds ? s.timerCSeconds * 1000 : undefined);
+    this.proxy = new StatefulProxy<HandoffCall>(this.sip, timerCMs !== undefined ? { timerCMs } : {});
     this.sip.onRequest('INVITE', (tx) => this.onInvite(tx));
     this.services.metrics.watchSip(() => this.sip.counters.snapshot());
   }

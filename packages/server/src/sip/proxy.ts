@@ -79,6 +79,8 @@ export class ProxyCall<T> {
   endNotified = false;
   /** Whether a final response has gone upstream (relayed or generated). */
   answeredUpstream = false;
+  /** Whether the caller's ACK of the 2xx has passed. */
+  acked = false;
   timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -353,9 +355,26 @@ export class StatefulProxy<T> {
       this.sip.counters.dropped('stray-ack');
       return;
     }
-    const fwd = this.prepareInDialog(ack, found.call, found.fromCaller);
-    const dest = this.nextHop(fwd, found.call, found.fromCaller);
+    const { call, fromCaller } = found;
+    if (fromCaller && !call.acked && ack.cseq.seq === call.invite.request.cseq.seq) {
+      call.acked = true;
+      clearTimeout(call.timer);
+    }
+    const fwd = this.prepareInDialog(ack, call, fromCaller);
+    const dest = this.nextHop(fwd, call, fromCaller);
     if (dest) this.sip.transactions.sendStateless(fwd, dest);
+  }
+
+  /**
+   * A caller that never acknowledges the answer would hold the call (and its agent's slot) until the
+   * agent gave up, if it ever does: 64*T1 after the 2xx, as a UAS would (RFC 3261 §13.3.1.4), the
+   * call is ended from here with a BYE to both parties (reason 'no-ack').
+   */
+  private armAckTimer(call: ProxyCall<T>): void {
+    call.timer = setTimeout(() => {
+      if (!call.acked && call.state === 'confirmed') this.end(call, 'no-ack');
+    }, 64 * this.sip.transactions.timing.t1);
+    call.timer.unref();
   }
 
   private onCancel(invite: ServerTransaction): void {
@@ -369,7 +388,8 @@ export class StatefulProxy<T> {
     const status = res.status;
     if (status === 100) return;
     if (status < 200) {
-      if (call.state === 'calling') call.state = 'early';
+      if (call.state !== 'calling' && call.state !== 'early') return; // a late provisional: nothing to do
+      call.state = 'early';
       call.calleeTag ??= res.to.tag;
       this.armTimerC(call);
       if (!call.answeredUpstream) this.relay(call.invite, res);
@@ -395,6 +415,7 @@ export class StatefulProxy<T> {
         call.answeredUpstream = true;
         this.relay(call.invite, res);
         call.events.onAnswered?.(call, res);
+        this.armAckTimer(call);
         return;
       }
       this.relay(call.invite, res); // a 2xx retransmission: the caller's ACK stops it (§16.7 step 10)

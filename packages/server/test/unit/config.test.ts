@@ -38,6 +38,11 @@ describe('settings from the environment', () => {
     assert.throws(() => loadSettings({ HANDOFF_LOG_LEVEL: 'loud' }), /HANDOFF_LOG_LEVEL/);
     assert.throws(() => loadSettings({ HANDOFF_BODY_LIMIT: '10' }), /HANDOFF_BODY_LIMIT/);
   });
+  test('SIP Timer C: 181 s by default, 1 to 3600', () => {
+    assert.equal(loadSettings({}).sip.timerCSeconds, 181);
+    assert.equal(loadSettings({ HANDOFF_SIP_TIMER_C_SECONDS: '30' }).sip.timerCSeconds, 30);
+    for (const bad of ['0', '3601', 'soon', '1.5']) assert.throws(() => loadSettings({ HANDOFF_SIP_TIMER_C_SECONDS: bad }), /HANDOFF_SIP_TIMER_C_SECONDS/);
+  });
 });
 
 describe('provisioning file', () => {

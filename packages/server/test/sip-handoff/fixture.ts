@@ -223,6 +223,13 @@ export async function startFixture(
 }
 
 /** Polls `pred` every 20 ms for at most `ms`; returns its last value. */
+/** The first captured number of `re` in the service's /metrics (0 when absent). */
+export async function metric(f: Fixture, re: RegExp): Promise<number> {
+  const text = await (await fetch(`${f.server.httpUrl}/metrics`)).text();
+  const m = text.match(re);
+  return m ? Number(m[1]) : 0;
+}
+
 export async function waitFor<T>(pred: () => Promise<T> | T, ms = 5000): Promise<T> {
   const end = Date.now() + ms;
   let v = await pred();

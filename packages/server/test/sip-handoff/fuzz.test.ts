@@ -15,7 +15,7 @@ import { createResponse, SipRequest } from '../../src/sip/message.js';
 import { parseDatagram } from '../../src/sip/parser.js';
 import { serialize } from '../../src/sip/serializer.js';
 import { UserAgent } from '../../src/sip/user-agent.js';
-import { CH, DOMAIN_A, ORG_A, POOL, startFixture, type Fixture } from './fixture.js';
+import { CH, DOMAIN_A, metric, ORG_A, POOL, startFixture, type Fixture } from './fixture.js';
 
 /** Deterministic, so a failure is reproducible from the seed. */
 function random(seed: number): () => number {
@@ -100,12 +100,6 @@ function inDialog(method: string, uri: string, callId: string, port: number): Bu
     ].join('\r\n'),
     'latin1',
   );
-}
-
-async function metric(f: Fixture, re: RegExp): Promise<number> {
-  const text = await (await fetch(`${f.server.httpUrl}/metrics`)).text();
-  const m = text.match(re);
-  return m ? Number(m[1]) : 0;
 }
 
 describe('hostile partner and agent [sqlite]', () => {

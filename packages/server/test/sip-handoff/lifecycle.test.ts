@@ -12,18 +12,12 @@ import { parseDatagram } from '../../src/sip/parser.js';
 import { serialize } from '../../src/sip/serializer.js';
 import { UserAgent } from '../../src/sip/user-agent.js';
 import { openSqlite } from '../../src/store/open-store.js';
-import { CH, DOMAIN_A, ORG_A, startFixture, waitFor, type Fixture } from './fixture.js';
+import { CH, DOMAIN_A, metric, ORG_A, startFixture, waitFor, type Fixture } from './fixture.js';
 import { agent, assertSippOk } from './scenarios.js';
 import { headerOf, messagesStarting, SKIP_SIPP } from './sipp.js';
 
 async function uuiFor(f: Fixture, transactionId: string): Promise<string> {
   return f.uui({ orgId: ORG_A, scrt2Domain: DOMAIN_A, token: await f.token('a'), transactionId });
-}
-
-async function metric(f: Fixture, re: RegExp): Promise<number> {
-  const text = await (await fetch(`${f.server.httpUrl}/metrics`)).text();
-  const m = text.match(re);
-  return m ? Number(m[1]) : 0;
 }
 
 describe('overload shedding [sqlite]', () => {

@@ -112,6 +112,11 @@ export class Metrics {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers: [this.registry],
   });
+  readonly unhandledRejections = new Counter({
+    name: 'handoff_unhandled_rejections_total',
+    help: 'Promise rejections nothing handled (each one a bug, logged at error): counted instead of stopping the service',
+    registers: [this.registry],
+  });
   readonly sipOverloadRejections = new Counter({
     name: 'handoff_sip_overload_rejections_total',
     help: 'Initial INVITEs answered 503 at once because the ingress was overloaded, by cause (pending hand-offs, event-loop lag)',

@@ -176,6 +176,32 @@ export async function startServer(settings: Settings, opts: { clock?: Clock; log
  * The operator secret when HANDOFF_OPERATOR_TOKEN is unset: generated once into the data dir (0600)
  * and reused, so the CLI and scripts on this machine can read it.
  */
+/** What {@link guardProcess} does with an unhandled rejection. */
+export function rejectionHandler(server: Pick<RunningServer, 'logger' | 'services'>): (reason: unknown) => void {
+  return (reason) => {
+    server.services.metrics.unhandledRejections.inc();
+    server.logger.error({ err: reason }, 'unhandled promise rejection (a bug: please report it)');
+  };
+}
+
+/**
+ * The `serve` process's last line of defence: a promise rejection that nothing handled (a forgotten
+ * catch, a bug) is logged at error and counted in handoff_unhandled_rejections_total, rather than
+ * stopping the process and every call it proxies (Node's default). Exceptions thrown outside a
+ * promise still stop it: their state is unknown. Returns the uninstaller.
+ *
+ * @example
+ * const running = await startServer(settings);
+ * guardProcess(running);
+ */
+export function guardProcess(server: Pick<RunningServer, 'logger' | 'services'>): () => void {
+  const onRejection = rejectionHandler(server);
+  process.on('unhandledRejection', onRejection);
+  return () => {
+    process.off('unhandledRejection', onRejection);
+  };
+}
+
 export function ensureOperatorToken(dataDir: string): string {
   const path = join(dataDir, 'operator-token');
   mkdirSync(dataDir, { recursive: true });

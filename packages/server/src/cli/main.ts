@@ -3,7 +3,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, loadSettings } from '../config.js';
 import { isHandoffError } from '../domain/errors.js';
 import { mintToken } from '../domain/token-mint.js';
-import { demoBanner, startServer } from '../server.js';
+import { demoBanner, guardProcess, startServer } from '../server.js';
 import { addAdminCommands, addTenantCommands } from './admin.js';
 import { addDemoCommand } from './demo.js';
 
@@ -17,6 +17,7 @@ function positiveInt(value: string): number {
 async function serve(): Promise<void> {
   const settings = loadSettings();
   const server = await startServer(settings);
+  guardProcess(server);
   if (server.demo) process.stdout.write(demoBanner(server.demo, settings.dataDir) + '\n');
   let stopping = false;
   const stop = (signal: string) => {

@@ -108,6 +108,8 @@ describe('hostile partner and agent [sqlite]', () => {
   /** The hostile agent answers cleanly (true) or with mutated responses (false). */
   let clean = false;
   const agentRnd = random(7);
+  /** INVITEs the agents received: the barrage must reach the hand-off, not stop at the parser or the rate limit. */
+  let invitesReached = 0;
 
   /** An agent on `port` answering INVITEs 180 + 200 and anything else 200, mutated while `hostile()`. */
   async function startAgent(port: number, hostile: () => boolean): Promise<void> {
@@ -123,6 +125,7 @@ describe('hostile partner and agent [sqlite]', () => {
         agent.send(hostile() ? mutate(agentRnd, bytes) : bytes, rinfo.port, rinfo.address);
       };
       if (req.method === 'INVITE') {
+        invitesReached++;
         reply(180);
         reply(200);
         if (hostile()) reply(200); // and a duplicate
@@ -131,7 +134,7 @@ describe('hostile partner and agent [sqlite]', () => {
   }
 
   before(async () => {
-    f = await startFixture({ webhooks: false, env: { HANDOFF_SIP_MAX_CALL_SECONDS: '5', HANDOFF_SIP_TIMER_C_SECONDS: '5' } });
+    f = await startFixture({ webhooks: false, env: { HANDOFF_SIP_MAX_CALL_SECONDS: '5', HANDOFF_SIP_TIMER_C_SECONDS: '5', HANDOFF_SIP_RATE_LIMIT: '0' } });
     await startAgent(f.agents.bot, () => !clean);
   });
   after(async () => {
@@ -204,6 +207,12 @@ describe('hostile partner and agent [sqlite]', () => {
     const open = (await f.handoffCalls()).filter((c) => c.status !== 'Ended' && c.status !== 'Failed');
     assert.equal(await active(), 0, `the agent has every slot back; open: ${JSON.stringify(open.map((c) => [c.status, c.handoff, c.startTime, c.endTime]))}`);
     assert.equal(await metric(f, /handoff_sip_dropped_total\{reason="internal-error"\} (\d+)/), 0, 'no handler threw');
+    assert.equal(await metric(f, /handoff_sip_responses_total\{direction="out",status="500"\} (\d+)/), 0, 'no request failed inside');
+    // what the barrage reached: refusals of both paths, hand-offs of both paths, the agent
+    assert.ok((await metric(f, /handoff_sip_responses_total\{direction="out",status="400"\} (\d+)/)) > 100);
+    assert.ok((await metric(f, /handoff_resolutions_total\{path="sip-uui",outcome="resolved"\} (\d+)/)) > 10);
+    assert.ok((await metric(f, /handoff_resolutions_total\{path="sip-number",outcome="consumed"\} (\d+)/)) > 0);
+    assert.ok(invitesReached > 10, `${invitesReached} INVITEs reached the agent`);
     // still serving: OPTIONS, and a clean path B call through the same agent, answered and ended
     const ua = await UserAgent.start();
     try {

@@ -172,10 +172,6 @@ export async function startServer(settings: Settings, opts: { clock?: Clock; log
   }
 }
 
-/**
- * The operator secret when HANDOFF_OPERATOR_TOKEN is unset: generated once into the data dir (0600)
- * and reused, so the CLI and scripts on this machine can read it.
- */
 /** What {@link guardProcess} does with an unhandled rejection. */
 export function rejectionHandler(server: Pick<RunningServer, 'logger' | 'services'>): (reason: unknown) => void {
   return (reason) => {
@@ -202,6 +198,10 @@ export function guardProcess(server: Pick<RunningServer, 'logger' | 'services'>)
   };
 }
 
+/**
+ * The operator secret when HANDOFF_OPERATOR_TOKEN is unset: generated once into the data dir (0600)
+ * and reused, so the CLI and scripts on this machine can read it.
+ */
 export function ensureOperatorToken(dataDir: string): string {
   const path = join(dataDir, 'operator-token');
   mkdirSync(dataDir, { recursive: true });

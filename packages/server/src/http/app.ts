@@ -1,12 +1,12 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import swagger from '@fastify/swagger';
 import type { Logger } from 'pino';
 import type { Services } from '../services/index.js';
 import type { VerifiedToken } from '../domain/token.js';
-import { bindOrg } from './request-log.js';
 import { isHandoffError } from '../domain/errors.js';
 import { parseXmlBody } from './body-codec.js';
 import { errorBody, negotiate, send, sendError } from './reply.js';
+import { bindOrg } from './request-log.js';
 import voiceCallRoutes from './routes/voice-calls.js';
 import reservationRoutes from './routes/reservations.js';
 import opsRoutes from './routes/ops.js';

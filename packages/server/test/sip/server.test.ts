@@ -233,7 +233,7 @@ describe('client transactions over real sockets', () => {
     await Promise.all([uas.close(), uac.close()]);
   });
 
-  function send(method: string, transport: 'udp' | 'tcp'): Promise<number[]> {
+  function send(method: string, transport: 'udp' | 'tcp', host = LOCAL): Promise<number[]> {
     const addr = uas.addresses()[transport]!;
     const r = createRequest({
       method,
@@ -246,7 +246,7 @@ describe('client transactions over real sockets', () => {
     return new Promise((resolve) => {
       const seen: number[] = [];
       const timer = setTimeout(() => resolve(seen), 2000);
-      uac.sendRequest(r, { transport, host: LOCAL, port: addr.port }, {
+      uac.sendRequest(r, { transport, host, port: addr.port }, {
         onResponse(_tx: ClientTransaction, res: SipResponse) {
           seen.push(res.status);
           if (res.status >= 200) {
@@ -257,6 +257,11 @@ describe('client transactions over real sockets', () => {
       });
     });
   }
+
+  test('a UDP destination given by host name is resolved (IP literals skip the resolver)', async () => {
+    assert.deepEqual(await send('OPTIONS', 'udp', 'localhost'), [200]);
+    assert.deepEqual(await send('OPTIONS', 'udp', LOCAL), [200]);
+  });
 
   test('OPTIONS and INVITE over UDP and TCP (ACK of the 486 generated; no 100 before an immediate 486)', async () => {
     assert.deepEqual(await send('OPTIONS', 'udp'), [200]);

@@ -1,9 +1,8 @@
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify';
+import { pino } from 'pino';
 
 /** The request's logger before bindOrg replaced it (the same level, no org binding yet). */
 const baseLogs = new WeakMap<FastifyRequest, FastifyBaseLogger>();
-/** pino's level numbers. */
-const LEVELS: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 };
 
 /**
  * Makes request.log carry the org, creating that child logger only when something logs: most requests
@@ -32,5 +31,5 @@ export function bindOrg(request: FastifyRequest, orgId: string): void {
  */
 export function logs(request: FastifyRequest, level: 'debug' | 'info'): boolean {
   const current = (baseLogs.get(request) ?? request.log).level;
-  return LEVELS[level]! >= (LEVELS[current] ?? Infinity);
+  return pino.levels.values[level]! >= (pino.levels.values[current] ?? Infinity);
 }

@@ -222,7 +222,6 @@ export async function startFixture(
   };
 }
 
-/** Polls `pred` every 20 ms for at most `ms`; returns its last value. */
 /** The first captured number of `re` in the service's /metrics (0 when absent). */
 export async function metric(f: Fixture, re: RegExp): Promise<number> {
   const text = await (await fetch(`${f.server.httpUrl}/metrics`)).text();
@@ -230,6 +229,7 @@ export async function metric(f: Fixture, re: RegExp): Promise<number> {
   return m ? Number(m[1]) : 0;
 }
 
+/** Polls `pred` every 20 ms for at most `ms`; returns its last value. */
 export async function waitFor<T>(pred: () => Promise<T> | T, ms = 5000): Promise<T> {
   const end = Date.now() + ms;
   let v = await pred();

@@ -15,7 +15,8 @@ import { createResponse, SipRequest } from '../../src/sip/message.js';
 import { parseDatagram } from '../../src/sip/parser.js';
 import { serialize } from '../../src/sip/serializer.js';
 import { UserAgent } from '../../src/sip/user-agent.js';
-import { CH, DOMAIN_A, metric, ORG_A, POOL, startFixture, type Fixture } from './fixture.js';
+import { answersOptions } from '../sip/helpers.js';
+import { CH, DOMAIN_A, metric, ORG_A, POOL, startFixture, waitFor, type Fixture } from './fixture.js';
 
 /** Deterministic, so a failure is reproducible from the seed. */
 function random(seed: number): () => number {
@@ -202,8 +203,7 @@ describe('hostile partner and agent [sqlite]', () => {
     // every slot comes back: established calls after 5 s, ringing ones after Timer C (5 s) and 64*T1
     // more when the CANCEL gets no 487, answers never acknowledged 64*T1 after their 2xx
     const active = () => metric(f, /handoff_agent_active_calls\{agent="bot"\} (\d+)/);
-    const deadline = Date.now() + 60_000;
-    while ((await active()) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 500));
+    await waitFor(async () => (await active()) === 0, 60_000);
     const open = (await f.handoffCalls()).filter((c) => c.status !== 'Ended' && c.status !== 'Failed');
     assert.equal(await active(), 0, `the agent has every slot back; open: ${JSON.stringify(open.map((c) => [c.status, c.handoff, c.startTime, c.endTime]))}`);
     assert.equal(await metric(f, /handoff_sip_dropped_total\{reason="internal-error"\} (\d+)/), 0, 'no handler threw');
@@ -217,25 +217,7 @@ describe('hostile partner and agent [sqlite]', () => {
     const ua = await UserAgent.start();
     try {
       const dest = { transport: 'udp' as const, host: '127.0.0.1', port: f.sip.udp };
-      const options = await new Promise<number>((resolve) => {
-        const s = dgram.createSocket('udp4');
-        s.on('message', (m) => {
-          const r = parseDatagram(m);
-          if (r && !(r instanceof Error) && r.kind === 'response') {
-            s.close();
-            resolve(r.status);
-          }
-        });
-        s.bind(0, '127.0.0.1', () => {
-          const p = s.address().port;
-          s.send(
-            `OPTIONS sip:${CH.main}@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:${p};branch=z9hG4bKafterfuzz\r\nMax-Forwards: 70\r\nFrom: <sip:x@127.0.0.1>;tag=1\r\nTo: <sip:${CH.main}@127.0.0.1>\r\nCall-ID: after-fuzz\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n`,
-            f.sip.udp,
-            '127.0.0.1',
-          );
-        });
-      });
-      assert.equal(options, 200);
+      assert.ok(await answersOptions(f.sip.udp), 'OPTIONS answered 200');
       const call = ua.invite(dest, CH.main, '+16465559999', [['User-to-User', f.uui({ ...uuiBase, callId: vc1, transactionId: 'tx-after-fuzz' })]]);
       const fin = await call.final;
       assert.equal(fin.status, 200, `${fin.status} ${fin.headers.get('warning')} active: ${await metric(f, /handoff_agent_active_calls\{agent="bot"\} (\d+)/)}`);
@@ -278,8 +260,7 @@ describe('an answer the caller never acknowledges [sqlite]', () => {
       const vc1 = await f.createCall();
       const uui = f.uui({ orgId: ORG_A, scrt2Domain: DOMAIN_A, token: await f.token('a'), callId: vc1, transactionId: 'tx-no-ack' });
       silent.send(invite(`sip:${CH.small}@127.0.0.1:${f.sip.udp}`, '+16465558888', 'never-acked', [`User-to-User: ${uui}`], silent.address().port), f.sip.udp, '127.0.0.1');
-      const deadline = Date.now() + 45_000;
-      while (!heard.some((m) => m.startsWith('BYE ')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250));
+      await waitFor(() => heard.some((m) => m.startsWith('BYE ')), 45_000);
       assert.ok(heard.some((m) => m.startsWith('SIP/2.0 200')), 'the caller was answered');
       const bye = heard.find((m) => m.startsWith('BYE '));
       assert.ok(bye, 'and, never acknowledging, got a BYE');

@@ -3,8 +3,14 @@
  * embedded default (SQLite), with pools of 1,000 and 100,000 numbers, and on PostgreSQL; and in the
  * same run a bare Fastify route as the baseline. Writes bench/results/reserve.json.
  *
+ * The machine's speed drifts within minutes (the bare route alone has measured 14,000–26,000 req/s in
+ * consecutive runs), so the SQLite runs are repeated in BENCH_ROUNDS rounds, each round running the
+ * baseline and both pool sizes back to back; a round's ratios compare runs a few seconds apart, and the
+ * summary gives the median of each figure and of each round's ratios.
+ *
  * Options (environment): BENCH_DURATION (seconds per run, default 10), BENCH_CONNECTIONS (default 32),
- * BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/test; "off" skips PostgreSQL).
+ * BENCH_ROUNDS (default 3), BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/test; "off"
+ * skips PostgreSQL, which runs once, after the rounds).
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,11 +23,15 @@ import { cpuSeconds, HANDOFF_BIN, machine, startProcess, writeResults, type Proc
 
 const DURATION = Number(process.env.BENCH_DURATION ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+if (!Number.isInteger(ROUNDS) || ROUNDS < 1) throw new Error(`BENCH_ROUNDS must be a positive integer (got ${process.env.BENCH_ROUNDS})`);
 const PG_URL = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const BARE = fileURLToPath(new URL('./bare-server.js', import.meta.url));
 
 interface RunResult {
   name: string;
+  /** 1-based; PostgreSQL's run, after the rounds, has none. */
+  round?: number;
   requestsPerSecond: number;
   latencyMs: { p50: number; p90: number; p99: number; max: number };
   ok: number;
@@ -113,20 +123,30 @@ async function pgSchema(): Promise<{ url: string; drop(): Promise<void> } | null
   };
 }
 
-const runs: RunResult[] = [];
-console.log(`bench:reserve — ${CONNECTIONS} connections, ${DURATION} s per run, ${machine().cpus} CPUs, Node ${process.version}`);
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
 
-const bare = await startProcess([BARE], {}, /listening (\S+)/);
-try {
-  runs.push(await drive('baseline: bare Fastify route', `${bare.url}/reserve`, { 'content-type': 'application/json' }, bare.child.pid!));
-} finally {
-  await bare.stop();
-}
+const BASELINE = 'baseline: bare Fastify route';
 const path = '/telephony/v1/voiceCalls/reserveRoutableNumber';
-for (const size of [1_000, 100_000]) {
-  await withService({}, size, async (p, headers) => {
-    runs.push(await drive(`sqlite, ${size.toLocaleString('en')} numbers`, p.url + path, headers, p.child.pid!));
-  });
+const runs: RunResult[] = [];
+console.log(`bench:reserve — ${CONNECTIONS} connections, ${DURATION} s per run, ${ROUNDS} round(s), ${machine().cpus} CPUs, Node ${process.version}`);
+
+for (let round = 1; round <= ROUNDS; round++) {
+  if (ROUNDS > 1) console.log(`round ${round} of ${ROUNDS}`);
+  const bare = await startProcess([BARE], {}, /listening (\S+)/);
+  try {
+    runs.push({ ...(await drive(BASELINE, `${bare.url}/reserve`, { 'content-type': 'application/json' }, bare.child.pid!)), round });
+  } finally {
+    await bare.stop();
+  }
+  for (const size of [1_000, 100_000]) {
+    await withService({}, size, async (p, headers) => {
+      runs.push({ ...(await drive(`sqlite, ${size.toLocaleString('en')} numbers`, p.url + path, headers, p.child.pid!)), round });
+    });
+  }
 }
 const pgs = await pgSchema();
 if (pgs) {
@@ -139,22 +159,50 @@ if (pgs) {
   }
 }
 
-const base = runs[0]!.requestsPerSecond;
-const s1k = runs.find((r) => r.name.startsWith('sqlite, 1,000'))!;
-const s100k = runs.find((r) => r.name.startsWith('sqlite, 100,000'))!;
+/** Per run name: the median of each figure over the rounds. */
+const names = [...new Set(runs.map((r) => r.name))];
+const medians = names.map((name) => {
+  const rs = runs.filter((r) => r.name === name);
+  return {
+    name,
+    runs: rs.length,
+    requestsPerSecond: Math.round(median(rs.map((r) => r.requestsPerSecond))),
+    p50Ms: median(rs.map((r) => r.latencyMs.p50)),
+    p99Ms: median(rs.map((r) => r.latencyMs.p99)),
+    serverCpuPercent: Math.round(median(rs.map((r) => r.serverCpuPercent))),
+  };
+});
+const byName = (name: string) => medians.find((m) => m.name === name)!;
+/** Each round's ratio of `name` to that round's baseline (PostgreSQL, outside the rounds: to the median baseline). */
+const roundRatios = (name: string): number[] => {
+  const rs = runs.filter((r) => r.name === name);
+  return rs.map((r) => {
+    const base = r.round === undefined ? byName(BASELINE).requestsPerSecond : runs.find((b) => b.name === BASELINE && b.round === r.round)!.requestsPerSecond;
+    return +(r.requestsPerSecond / base).toFixed(3);
+  });
+};
+const perRound = (round: number, name: string) => runs.find((r) => r.round === round && r.name === name)!.requestsPerSecond;
+const rounds = Array.from({ length: ROUNDS }, (_, i) => i + 1);
+const s1k = byName('sqlite, 1,000 numbers');
+const ratio1k = median(roundRatios(s1k.name));
+const ratio100kTo1k = median(rounds.map((r) => perRound(r, 'sqlite, 100,000 numbers') / perRound(r, s1k.name)));
 const summary = {
-  ratioToBaseline: Object.fromEntries(runs.slice(1).map((r) => [r.name, +(r.requestsPerSecond / base).toFixed(3)])),
-  ratio100kTo1k: +(s100k.requestsPerSecond / s1k.requestsPerSecond).toFixed(3),
+  medians,
+  ratioToBaseline: Object.fromEntries(names.slice(1).map((n) => [n, +median(roundRatios(n)).toFixed(3)])),
+  ratioToBaselineByRound: Object.fromEntries(names.slice(1).map((n) => [n, roundRatios(n)])),
+  ratio100kTo1k: +ratio100kTo1k.toFixed(3),
   targets: {
-    'ratio to baseline on SQLite >= 0.5': s1k.requestsPerSecond / base >= 0.5,
-    'p99 <= 10 ms on SQLite': s1k.latencyMs.p99 <= 10,
-    '100,000 numbers >= 0.9 of 1,000': s100k.requestsPerSecond / s1k.requestsPerSecond >= 0.9,
+    'ratio to baseline on SQLite >= 0.5': ratio1k >= 0.5,
+    'p99 <= 10 ms on SQLite': s1k.p99Ms <= 10,
+    '100,000 numbers >= 0.9 of 1,000': ratio100kTo1k >= 0.9,
     'no errors': runs.every((r) => r.errors === 0 && r.non2xx === 0),
   },
 };
-console.log('\nratio to baseline (same run):');
-for (const [k, v] of Object.entries(summary.ratioToBaseline)) console.log(`  ${k.padEnd(32)} ${v}`);
+console.log(`\nmedians over ${ROUNDS} round(s):`);
+for (const m of medians) console.log(`  ${m.name.padEnd(32)} ${String(m.requestsPerSecond).padStart(7)} req/s  p50 ${m.p50Ms} ms  p99 ${m.p99Ms} ms  server CPU ${m.serverCpuPercent}%`);
+console.log('ratio to baseline (median of the rounds; each round compares runs seconds apart):');
+for (const [k, v] of Object.entries(summary.ratioToBaseline)) console.log(`  ${k.padEnd(32)} ${v}  (rounds: ${summary.ratioToBaselineByRound[k]!.join(', ')})`);
 console.log(`  100,000 vs 1,000 numbers        ${summary.ratio100kTo1k}`);
 for (const [k, v] of Object.entries(summary.targets)) console.log(`  target ${k}: ${v ? 'met' : 'MISSED'}`);
-const file = writeResults('reserve', { benchmark: 'reserve', date: new Date().toISOString(), machine: machine(), connections: CONNECTIONS, durationSeconds: DURATION, runs, summary });
+const file = writeResults('reserve', { benchmark: 'reserve', date: new Date().toISOString(), machine: machine(), connections: CONNECTIONS, durationSeconds: DURATION, rounds: ROUNDS, runs, summary });
 console.log(`\nwritten to ${file}`);

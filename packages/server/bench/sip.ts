@@ -19,7 +19,7 @@
  * the baseline's), sip-agent.xml.
  *
  * Options (environment): BENCH_SIP_STEP_SECONDS (seconds of calls per step, default 5),
- * BENCH_SIP_RATES (calls/s, comma-separated, default 100,250,500,1000,1500,2000,3000,4000),
+ * BENCH_SIP_RATES (calls/s, comma-separated, default 100,250,500,750,1000,1250,1500,2000,3000,4000),
  * BENCH_SIP_PATHS (default baseline,number,uui), BENCH_SIP_KEEP=1 keeps the work directory (sipp's
  * statistics, screens and error logs per step), BENCH_SIP_TRACE=1 also keeps every SIP message there,
  * BENCH_SIP_NODE_ARGS (node options of the service process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"),
@@ -39,7 +39,7 @@ import { freePort, LOCAL, SIPP } from '../test/sip-handoff/sipp.js';
 import { childrenCpuSeconds, cpuSeconds, HANDOFF_BIN, machine, writeResults } from './support.js';
 
 const STEP_SECONDS = Number(process.env.BENCH_SIP_STEP_SECONDS ?? 5);
-const RATES = (process.env.BENCH_SIP_RATES ?? '100,250,500,1000,1500,2000,3000,4000').split(',').map(Number);
+const RATES = (process.env.BENCH_SIP_RATES ?? '100,250,500,750,1000,1250,1500,2000,3000,4000').split(',').map(Number);
 const PATHS = (process.env.BENCH_SIP_PATHS ?? 'baseline,number,uui').split(',') as PathName[];
 const KEEP = process.env.BENCH_SIP_KEEP === '1';
 /** Every SIP message both sipps saw, in <work>/step-*\/{uac,uas}.msg (slows sipp down: for diagnosis). */

@@ -100,6 +100,15 @@ export function sanitizeHeaderText(s: string): string {
 }
 
 /**
+ * A copy of `s` that shares no memory with the string it may be a slice of (V8 copies strings
+ * shorter than 13 characters instead of slicing them). Lossless: header text never holds a lone
+ * surrogate.
+ */
+export function detached(s: string): string {
+  return s.length < 13 ? s : Buffer.from(s, 'utf8').toString('utf8');
+}
+
+/**
  * Splits a header value on the commas that separate list elements: commas inside quoted strings
  * (with `\` escapes) and inside `<...>` do not count. Elements are trimmed; empty ones are kept
  * so that validators can reject `a,,b` (RFC 4475 badinv01).
@@ -277,6 +286,21 @@ export class SipHeaders {
   /** A deep copy (parsed-value caches are not copied). */
   clone(): SipHeaders {
     return SipHeaders.fromParsed(this.names.slice(), this.keys.slice(), this.values.slice());
+  }
+
+  /**
+   * The lines of the headers with these lookup keys only, in wire order, as fresh strings: a parsed
+   * value is a slice of its datagram's text, which V8 keeps whole while any slice of it lives.
+   */
+  pick(keys: ReadonlySet<string>): SipHeaders {
+    const h = new SipHeaders();
+    for (let i = 0; i < this.keys.length; i++) {
+      if (!keys.has(this.keys[i]!)) continue;
+      h.names.push(detached(this.names[i]!));
+      h.keys.push(this.keys[i]!);
+      h.values.push(detached(this.values[i]!));
+    }
+    return h;
   }
 
   /**

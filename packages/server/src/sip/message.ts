@@ -2,7 +2,7 @@
  * The SIP message model: requests and responses with ordered headers, a binary body, and lazily
  * parsed, memoised accessors for the headers the stack interprets.
  */
-import { SipHeaders, isToken, sanitizeHeaderText } from './headers.js';
+import { SipHeaders, detached, headerKey, isToken, sanitizeHeaderText } from './headers.js';
 import {
   parseBoundedInt,
   parseCSeq,
@@ -158,7 +158,20 @@ export class SipRequest extends SipMessageBase {
     r.headerEncoding = this.headerEncoding;
     return r;
   }
+
+  /**
+   * What identifies the request (method, Request-URI, Via, From, To, Call-ID, CSeq) in strings of its
+   * own, without body: what a transaction that only absorbs retransmissions keeps, so that the rest
+   * of the message and the datagram text its values were sliced from can be collected.
+   */
+  identity(): SipRequest {
+    const r = new SipRequest(this.method, detached(this.uriText), this.headers.pick(IDENTITY_KEYS));
+    r.headerEncoding = this.headerEncoding;
+    return r;
+  }
 }
+
+const IDENTITY_KEYS: ReadonlySet<string> = new Set(['Via', 'From', 'To', 'Call-ID', 'CSeq'].map(headerKey));
 
 /** A SIP response. */
 export class SipResponse extends SipMessageBase {

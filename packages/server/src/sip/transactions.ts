@@ -143,8 +143,10 @@ export class ServerTransaction implements TimerTarget, SendErrorListener {
   cancelled = false;
   /** Where responses are sent (§18.2.2). */
   readonly destination: SipDestination;
-  /** The last response sent. */
+  /** The last response sent (released, like most of the request, once only retransmissions are absorbed: see release()). */
   lastResponse: SipResponse | undefined;
+  /** Status of the last response sent; 0 before the first. */
+  lastStatus = 0;
   private lastBytes: Buffer | undefined;
   private tag: string | undefined;
   private interval = 0;
@@ -154,18 +156,26 @@ export class ServerTransaction implements TimerTarget, SendErrorListener {
 
   constructor(
     private readonly layer: TransactionLayer,
-    readonly request: SipRequest,
+    private req: SipRequest,
     readonly source: SipSource,
     readonly key: string,
     /** A pending request with the same From tag, Call-ID and CSeq but another branch (§8.2.2.2). */
     readonly mergedWith: ServerTransaction | undefined,
   ) {
-    this.state = request.method === 'INVITE' ? 'proceeding' : 'trying';
-    this.destination = responseDestination(request.via, source, layer.forceRport);
+    this.state = req.method === 'INVITE' ? 'proceeding' : 'trying';
+    this.destination = responseDestination(req.via, source, layer.forceRport);
+  }
+
+  /**
+   * The request; once a non-INVITE transaction over UDP has sent its final response, only what
+   * identifies it (method, Request-URI, Via, From, To, Call-ID, CSeq: see SipRequest.identity).
+   */
+  get request(): SipRequest {
+    return this.req;
   }
 
   get isInvite(): boolean {
-    return this.request.method === 'INVITE';
+    return this.req.method === 'INVITE';
   }
 
   /** The To tag of this transaction's responses (generated once, §8.2.6.2). */
@@ -175,7 +185,7 @@ export class ServerTransaction implements TimerTarget, SendErrorListener {
 
   /** True once a final response was sent. */
   get finalSent(): boolean {
-    return this.lastResponse !== undefined && this.lastResponse.status >= 200;
+    return this.lastStatus >= 200;
   }
 
   /**
@@ -201,6 +211,7 @@ export class ServerTransaction implements TimerTarget, SendErrorListener {
     if (s === 'accepted' && !(res.status >= 200 && res.status < 300)) return;
     this.layer.clearTryingTimer(this);
     this.lastResponse = res;
+    this.lastStatus = res.status;
     this.lastBytes = this.layer.transport.send(res, this.destination, this);
     if (!final) {
       if (s === 'trying') this.state = 'proceeding';
@@ -211,6 +222,7 @@ export class ServerTransaction implements TimerTarget, SendErrorListener {
     if (!this.isInvite) {
       this.state = 'completed';
       this.endTimer = this.layer.timers.schedule(unreliable ? 64 * t1 : 0, this, TIMER_J);
+      if (unreliable) this.release();
       return;
     }
     if (res.status < 300) {
@@ -270,7 +282,7 @@ export class ServerTransaction implements TimerTarget, SendErrorListener {
     const { t2 } = this.layer.timing;
     switch (id) {
       case TIMER_TRYING:
-        if (!this.lastResponse) this.reply(100);
+        if (this.lastStatus === 0) this.reply(100);
         return;
       case TIMER_G:
       case TIMER_2XX:
@@ -297,6 +309,17 @@ export class ServerTransaction implements TimerTarget, SendErrorListener {
   /** §17.2.4: a transport failure ends the transaction. */
   onSendError(): void {
     this.terminate();
+  }
+
+  /**
+   * Completed for Timer J (64*T1 over UDP) only to replay its final response, the transaction keeps
+   * the bytes of that response and what identifies its request, nothing else: at a few hundred
+   * requests a second, whole messages kept that long were most of the heap and of the scavenger's
+   * copying (chosen for speed).
+   */
+  private release(): void {
+    this.req = this.req.identity();
+    this.lastResponse = undefined;
   }
 
   /** Ends the transaction now, cancelling its timers. */
@@ -330,17 +353,30 @@ export class ClientTransaction implements TimerTarget, SendErrorListener {
 
   constructor(
     private readonly layer: TransactionLayer,
-    readonly request: SipRequest,
+    private req: SipRequest,
     readonly destination: SipDestination,
-    readonly user: ClientTransactionUser,
+    private usr: ClientTransactionUser,
     readonly key: string,
   ) {
-    this.state = request.method === 'INVITE' ? 'calling' : 'trying';
+    this.state = req.method === 'INVITE' ? 'calling' : 'trying';
     this.interval = layer.timing.t1;
   }
 
+  /**
+   * The request; once a non-INVITE transaction over UDP has its final response, only what
+   * identifies it (see SipRequest.identity).
+   */
+  get request(): SipRequest {
+    return this.req;
+  }
+
+  /** Who gets the responses (a no-op once a non-INVITE transaction over UDP has its final response). */
+  get user(): ClientTransactionUser {
+    return this.usr;
+  }
+
   get isInvite(): boolean {
-    return this.request.method === 'INVITE';
+    return this.req.method === 'INVITE';
   }
 
   /** The branch of the Via this transaction added. */
@@ -420,9 +456,17 @@ export class ClientTransaction implements TimerTarget, SendErrorListener {
     if (s === 'completed') return;
     this.stopTimers();
     this.state = 'completed';
-    this.endTimer = this.layer.timers.schedule(this.destination.transport === 'udp' ? this.layer.timing.t4 : 0, this, TIMER_DK);
+    const unreliable = this.destination.transport === 'udp';
+    this.endTimer = this.layer.timers.schedule(unreliable ? this.layer.timing.t4 : 0, this, TIMER_DK);
     this.lastResponse = res;
     this.user.onResponse(this, res);
+    // Completed for Timer K only to absorb retransmissions of the response: nothing else is needed (see ServerTransaction.release)
+    if (unreliable && this.state === 'completed') {
+      this.req = this.req.identity();
+      this.lastResponse = undefined;
+      this.bytes = undefined;
+      this.usr = IGNORE;
+    }
   }
 
   onTimer(id: number): void {
@@ -548,7 +592,7 @@ export class TransactionLayer implements SipTransportUser {
     this.tu.onRequest(tx);
     // After the TU, so an INVITE it refused at once (503 while overloaded, a cheap 4xx) costs one
     // datagram, not two; one it is still working on gets its 100 in this same turn
-    if (this.trying === 'immediate' && !tx.lastResponse && tx.state === 'proceeding') tx.reply(100);
+    if (this.trying === 'immediate' && tx.lastStatus === 0 && tx.state === 'proceeding') tx.reply(100);
   }
 
   onResponse(res: SipResponse, src: SipSource): void {
@@ -606,11 +650,13 @@ export class TransactionLayer implements SipTransportUser {
       cancelTx.reply(481);
       return;
     }
-    // §9.2: 200 to the CANCEL, with the To tag of the INVITE's responses
+    // §9.2: 200 to the CANCEL, with the To tag of the INVITE's responses (after which the
+    // transaction keeps only the CANCEL's identity: the TU gets the whole request)
+    const cancel = cancelTx.request;
     cancelTx.reply(200, { toTag: invite.toTag });
     if (!invite.finalSent && !invite.cancelled) {
       invite.cancelled = true;
-      this.tu.onCancel(invite, cancelTx.request);
+      this.tu.onCancel(invite, cancel);
     }
   }
 

@@ -64,7 +64,7 @@ class FakeTu implements TransactionUser {
   onAck(ack: SipRequest, _src: SipSource, invite: ServerTransaction | undefined): void {
     this.acks.push({ ack, invite });
   }
-  onCancel(invite: ServerTransaction): void {
+  onCancel(invite: ServerTransaction, _cancel: SipRequest): void {
     this.cancels.push(invite);
     invite.reply(487);
   }
@@ -302,6 +302,98 @@ describe('server non-INVITE transaction', () => {
     assert.equal(layer.size.server, 0, 'timer J');
     layer.onRequest(incoming('OPTIONS'), UDP_SRC);
     assert.equal(tu.requests.length, 2, 'a new transaction after J');
+  });
+});
+
+describe('what a completed non-INVITE transaction keeps', () => {
+  const LONG = 'a value long enough to be a slice of the datagram text';
+
+  test('server, over UDP: the response bytes and the request identity only, retransmissions still replayed', () => {
+    const { layer, tu, transport, timers } = setup();
+    const req = incoming('BYE', { toTag: 'tt' });
+    req.headers.append('X-Custom', LONG);
+    req.body = Buffer.from('a body');
+    layer.onRequest(req, UDP_SRC);
+    const tx = tu.requests[0]!;
+    assert.equal(tx.request.headers.get('x-custom'), LONG, 'whole until the final response');
+    const res = tx.reply(200);
+    assert.equal(tx.lastStatus, 200);
+    assert.equal(tx.finalSent, true);
+    assert.equal(tx.lastResponse, undefined);
+    assert.equal(tx.request.headers.get('x-custom'), undefined);
+    assert.equal(tx.request.body.length, 0);
+    const r = tx.request;
+    assert.deepEqual(
+      [r.method, r.uri, r.callId, r.cseq.seq, r.cseq.method, r.from.tag, r.to.tag, r.via.branch],
+      ['BYE', 'sip:svc@192.0.2.1', 'call-1', 1, 'BYE', 'ft', 'tt', 'z9hG4bKclient1'],
+    );
+    layer.onRequest(incoming('BYE', { toTag: 'tt' }), UDP_SRC);
+    assert.equal(tu.requests.length, 1, 'the retransmission is absorbed');
+    const replayed = transport.sent.at(-1)!;
+    assert.equal(replayed.resend, true);
+    assert.equal(serialize(replayed.msg).toString(), serialize(res).toString(), 'the same response, byte for byte');
+    timers.advance(64 * T1);
+    assert.equal(layer.size.server, 0, 'timer J');
+  });
+
+  test('server, dialogless: the merged-request entry still goes with timer J', () => {
+    const { layer, tu, timers } = setup();
+    layer.onRequest(incoming('OPTIONS'), UDP_SRC);
+    tu.requests[0]!.reply(200);
+    timers.advance(64 * T1);
+    layer.onRequest(incoming('OPTIONS', { branch: 'z9hG4bKlater' }), UDP_SRC);
+    assert.equal(tu.requests.length, 2);
+    assert.equal(tu.requests[1]!.mergedWith, undefined);
+  });
+
+  test('server, over TCP: the transaction ends at once and keeps its request whole', () => {
+    const { layer, tu, timers } = setup();
+    const req = incoming('BYE', { toTag: 'tt' });
+    req.headers.append('X-Custom', LONG);
+    layer.onRequest(req, TCP_SRC);
+    const tx = tu.requests[0]!;
+    tx.reply(200);
+    assert.equal(tx.request.headers.get('x-custom'), LONG);
+    assert.equal(tx.lastResponse?.status, 200);
+    timers.advance(0);
+    assert.equal(tx.state, 'terminated');
+  });
+
+  test('server: the TU gets the whole CANCEL though its transaction keeps only the identity', () => {
+    const { layer, tu } = setup();
+    const cancels: SipRequest[] = [];
+    tu.onCancel = (invite: ServerTransaction, cancel: SipRequest) => {
+      cancels.push(cancel);
+      invite.reply(487);
+    };
+    layer.onRequest(incoming('INVITE'), UDP_SRC);
+    const cancel = incoming('CANCEL');
+    cancel.headers.append('Reason', 'SIP;cause=200;text="Call completed elsewhere"');
+    layer.onRequest(cancel, UDP_SRC);
+    assert.equal(cancels.length, 1);
+    assert.equal(cancels[0]!.headers.get('reason'), 'SIP;cause=200;text="Call completed elsewhere"');
+  });
+
+  test('client, over UDP: the user sees the whole request, then the transaction lets it and the user go', () => {
+    const { layer, timers } = setup();
+    const dest: SipDestination = { transport: 'udp', host: '192.0.2.50', port: 5060 };
+    const req = createRequest({ method: 'BYE', uri: 'sip:agent@192.0.2.50', from: '<sip:me@192.0.2.1>;tag=me', to: '<sip:agent@192.0.2.50>;tag=uas', callId: 'out-1', cseq: 6 });
+    req.headers.append('X-Custom', LONG);
+    const seen: Array<[number, string | undefined]> = [];
+    const user = { onResponse: (t: ClientTransaction, res: SipResponse) => void seen.push([res.status, t.request.headers.get('x-custom')]) };
+    const tx = layer.sendRequest(req, dest, user);
+    const ok = createResponse(tx.request, 200);
+    layer.onResponse(ok, UDP_SRC);
+    assert.deepEqual(seen, [[200, LONG]]);
+    assert.notEqual(tx.user, user);
+    assert.equal(tx.lastResponse, undefined);
+    assert.equal(tx.request.headers.get('x-custom'), undefined);
+    assert.equal(tx.request.via.branch, tx.branch);
+    layer.onResponse(createResponse(tx.request, 200), UDP_SRC);
+    assert.equal(seen.length, 1, 'a retransmitted final response is absorbed');
+    timers.advance(T4);
+    assert.equal(tx.state, 'terminated');
+    assert.equal(layer.size.client, 0);
   });
 });
 

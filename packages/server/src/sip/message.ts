@@ -160,9 +160,10 @@ export class SipRequest extends SipMessageBase {
   }
 
   /**
-   * What identifies the request (method, Request-URI, Via, From, To, Call-ID, CSeq) in strings of its
-   * own, without body: what a transaction that only absorbs retransmissions keeps, so that the rest
-   * of the message and the datagram text its values were sliced from can be collected.
+   * What identifies the request and its dialog (method, Request-URI, Via, From, To, Call-ID, CSeq,
+   * Contact, Route, Record-Route) in strings of its own, without body: what a transaction that only
+   * absorbs retransmissions keeps, so that the rest of the message and the datagram text its values
+   * were sliced from can be collected.
    */
   identity(): SipRequest {
     const r = new SipRequest(this.method, detached(this.uriText), this.headers.pick(IDENTITY_KEYS));
@@ -171,7 +172,7 @@ export class SipRequest extends SipMessageBase {
   }
 }
 
-const IDENTITY_KEYS: ReadonlySet<string> = new Set(['Via', 'From', 'To', 'Call-ID', 'CSeq'].map(headerKey));
+const IDENTITY_KEYS: ReadonlySet<string> = new Set(['Via', 'From', 'To', 'Call-ID', 'CSeq', 'Contact', 'Route', 'Record-Route'].map(headerKey));
 
 /** A SIP response. */
 export class SipResponse extends SipMessageBase {

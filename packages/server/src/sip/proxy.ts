@@ -463,6 +463,7 @@ export class StatefulProxy<T> {
     call.state = 'terminated';
     this.forget(call);
     call.events.onFailed?.(call, status);
+    this.release(call);
   }
 
   private finishEnded(call: ProxyCall<T>, by: HangupSide): void {
@@ -470,6 +471,17 @@ export class StatefulProxy<T> {
     call.state = 'terminated';
     this.forget(call);
     this.notifyEnded(call, by);
+    this.release(call);
+  }
+
+  /**
+   * After the call's events: its INVITE transactions live on for their timers (up to 64*T1) only to
+   * absorb retransmissions and to ACK a late 2xx, for which the requests' identity and dialog
+   * headers are enough (see ServerTransaction.release).
+   */
+  private release(call: ProxyCall<T>): void {
+    call.invite.release();
+    call.client?.release();
   }
 
   private notifyEnded(call: ProxyCall<T>, by: HangupSide): void {

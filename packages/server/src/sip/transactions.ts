@@ -167,8 +167,8 @@ export class ServerTransaction implements TimerTarget, SendErrorListener {
   }
 
   /**
-   * The request; once a non-INVITE transaction over UDP has sent its final response, only what
-   * identifies it (method, Request-URI, Via, From, To, Call-ID, CSeq: see SipRequest.identity).
+   * The request; after release(), only what identifies it (see SipRequest.identity): once a
+   * non-INVITE transaction over UDP has sent its final response, or its user released it.
    */
   get request(): SipRequest {
     return this.req;
@@ -312,12 +312,15 @@ export class ServerTransaction implements TimerTarget, SendErrorListener {
   }
 
   /**
-   * Completed for Timer J (64*T1 over UDP) only to replay its final response, the transaction keeps
-   * the bytes of that response and what identifies its request, nothing else: at a few hundred
-   * requests a second, whole messages kept that long were most of the heap and of the scavenger's
-   * copying (chosen for speed).
+   * Lets go of the request but what identifies it (see SipRequest.identity) and of the last
+   * response object (its bytes stay, for replays). Done here when a non-INVITE transaction completes
+   * over UDP (it then stays 64*T1 for Timer J only to replay its response); a transaction user does
+   * it on an INVITE transaction it is done with (a proxy, once the call is over), which stays for
+   * Timer L or H only to absorb retransmissions. At a few hundred calls a second, whole messages
+   * kept that long were most of the heap and of the scavenger's copying (chosen for speed).
    */
-  private release(): void {
+  release(): void {
+    if (this.state === 'terminated') return;
     this.req = this.req.identity();
     this.lastResponse = undefined;
   }
@@ -363,8 +366,8 @@ export class ClientTransaction implements TimerTarget, SendErrorListener {
   }
 
   /**
-   * The request; once a non-INVITE transaction over UDP has its final response, only what
-   * identifies it (see SipRequest.identity).
+   * The request; after release(), only what identifies it (see SipRequest.identity): once a
+   * non-INVITE transaction over UDP has its final response, or its user released it.
    */
   get request(): SipRequest {
     return this.req;
@@ -460,13 +463,22 @@ export class ClientTransaction implements TimerTarget, SendErrorListener {
     this.endTimer = this.layer.timers.schedule(unreliable ? this.layer.timing.t4 : 0, this, TIMER_DK);
     this.lastResponse = res;
     this.user.onResponse(this, res);
-    // Completed for Timer K only to absorb retransmissions of the response: nothing else is needed (see ServerTransaction.release)
+    // Completed for Timer K only to absorb retransmissions of the response: nothing else is needed
     if (unreliable && this.state === 'completed') {
-      this.req = this.req.identity();
-      this.lastResponse = undefined;
-      this.bytes = undefined;
+      this.release();
       this.usr = IGNORE;
     }
+  }
+
+  /**
+   * Lets go of the request but what identifies it (see SipRequest.identity), of the last response
+   * and, once a final response came, of the request's bytes. See ServerTransaction.release.
+   */
+  release(): void {
+    if (this.state === 'terminated') return;
+    this.req = this.req.identity();
+    this.lastResponse = undefined;
+    if (this.state === 'completed' || this.state === 'accepted') this.bytes = undefined;
   }
 
   onTimer(id: number): void {

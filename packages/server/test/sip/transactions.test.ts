@@ -305,7 +305,7 @@ describe('server non-INVITE transaction', () => {
   });
 });
 
-describe('what a completed non-INVITE transaction keeps', () => {
+describe('what a transaction keeps once completed or released', () => {
   const LONG = 'a value long enough to be a slice of the datagram text';
 
   test('server, over UDP: the response bytes and the request identity only, retransmissions still replayed', () => {
@@ -372,6 +372,66 @@ describe('what a completed non-INVITE transaction keeps', () => {
     layer.onRequest(cancel, UDP_SRC);
     assert.equal(cancels.length, 1);
     assert.equal(cancels[0]!.headers.get('reason'), 'SIP;cause=200;text="Call completed elsewhere"');
+  });
+
+  test('server INVITE released by its user after the 2xx: identity and dialog headers stay, retransmissions are absorbed, a further 2xx goes out', () => {
+    const { layer, tu, transport, timers } = setup({ retransmit2xx: false });
+    const req = incoming('INVITE');
+    req.headers.append('Contact', '<sip:caller@192.0.2.9:5062>');
+    req.headers.append('Record-Route', '<sip:edge.example.com;lr>');
+    req.headers.append('X-Custom', LONG);
+    req.body = Buffer.from('v=0');
+    layer.onRequest(req, UDP_SRC);
+    const tx = tu.requests[0]!;
+    tx.reply(200);
+    tx.release();
+    assert.equal(tx.state, 'accepted');
+    assert.equal(tx.lastResponse, undefined);
+    assert.equal(tx.finalSent, true);
+    const r = tx.request;
+    assert.equal(r.headers.get('x-custom'), undefined);
+    assert.equal(r.body.length, 0);
+    const contact = r.contacts[0];
+    assert.ok(contact && contact !== '*');
+    assert.equal(contact.uri.raw, 'sip:caller@192.0.2.9:5062');
+    assert.deepEqual(r.headers.getAll('record-route'), ['<sip:edge.example.com;lr>']);
+    assert.deepEqual([r.callId, r.cseq.seq, r.from.tag, r.via.branch], ['call-1', 1, 'ft', 'z9hG4bKclient1']);
+    const sent = transport.sent.length;
+    layer.onRequest(incoming('INVITE'), UDP_SRC);
+    assert.equal(tu.requests.length, 1);
+    assert.equal(transport.sent.length, sent, 'an INVITE retransmission is absorbed in Accepted');
+    tx.reply(200);
+    assert.equal(transport.sent.length, sent + 1, 'a further 2xx still passes');
+    assert.equal(transport.statuses().at(-1), 200);
+    timers.advance(64 * T1);
+    assert.equal(layer.size.server, 0, 'timer L');
+  });
+
+  test('client INVITE released after its 2xx: a late 2xx still reaches its user; releasing an ended transaction changes nothing', () => {
+    const { layer, timers } = setup();
+    const dest: SipDestination = { transport: 'udp', host: '192.0.2.50', port: 5060 };
+    const req = createRequest({ method: 'INVITE', uri: 'sip:agent@192.0.2.50', from: '<sip:me@192.0.2.1>;tag=me', to: '<sip:agent@192.0.2.50>', callId: 'out-2', cseq: 7 });
+    req.headers.append('X-Custom', LONG);
+    const statuses: number[] = [];
+    const tx = layer.sendRequest(req, dest, { onResponse: (_t, res) => void statuses.push(res.status) });
+    layer.onResponse(createResponse(tx.request, 200, { toTag: 'uas' }), UDP_SRC);
+    tx.release();
+    assert.equal(tx.request.headers.get('x-custom'), undefined);
+    assert.equal(tx.request.cseq.seq, 7);
+    assert.equal(tx.request.via.branch, tx.branch);
+    layer.onResponse(createResponse(tx.request, 200, { toTag: 'uas' }), UDP_SRC);
+    assert.deepEqual(statuses, [200, 200]);
+    timers.advance(64 * T1);
+    assert.equal(tx.state, 'terminated');
+
+    const { layer: l2, tu: tu2 } = setup();
+    const bye = incoming('BYE', { toTag: 'tt' });
+    bye.headers.append('X-Custom', LONG);
+    l2.onRequest(bye, TCP_SRC);
+    const ended = tu2.requests[0]!;
+    ended.terminate();
+    ended.release();
+    assert.equal(ended.request.headers.get('x-custom'), LONG);
   });
 
   test('client, over UDP: the user sees the whole request, then the transaction lets it and the user go', () => {

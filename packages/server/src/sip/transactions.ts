@@ -145,8 +145,7 @@ export class ServerTransaction implements TimerTarget, SendErrorListener {
   readonly destination: SipDestination;
   /** The last response sent (released, like most of the request, once only retransmissions are absorbed: see release()). */
   lastResponse: SipResponse | undefined;
-  /** Status of the last response sent; 0 before the first. */
-  lastStatus = 0;
+  private status = 0;
   private lastBytes: Buffer | undefined;
   private tag: string | undefined;
   private interval = 0;
@@ -176,6 +175,11 @@ export class ServerTransaction implements TimerTarget, SendErrorListener {
 
   get isInvite(): boolean {
     return this.req.method === 'INVITE';
+  }
+
+  /** Status of the last response sent; 0 before the first (kept when the response itself is released). */
+  get lastStatus(): number {
+    return this.status;
   }
 
   /** The To tag of this transaction's responses (generated once, §8.2.6.2). */
@@ -211,7 +215,7 @@ export class ServerTransaction implements TimerTarget, SendErrorListener {
     if (s === 'accepted' && !(res.status >= 200 && res.status < 300)) return;
     this.layer.clearTryingTimer(this);
     this.lastResponse = res;
-    this.lastStatus = res.status;
+    this.status = res.status;
     this.lastBytes = this.layer.transport.send(res, this.destination, this);
     if (!final) {
       if (s === 'trying') this.state = 'proceeding';

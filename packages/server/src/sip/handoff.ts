@@ -265,8 +265,10 @@ export class SipHandoff implements CallControl {
   async endCall(voiceCallId: string, reason: string): Promise<boolean> {
     const id = normalizeSfId(voiceCallId, VOICE_CALL_PREFIX);
     const call = id === null ? undefined : this.byVoiceCall.get(id);
-    if (!call || !this.proxy.end(call, reason)) return false;
-    await call.data.chain;
+    if (!call) return false;
+    const c = call.data; // before end(): the proxy lets go of it once the call's events have run
+    if (!this.proxy.end(call, reason)) return false;
+    await c.chain;
     return true;
   }
 

@@ -5,6 +5,7 @@
  * dialog itself with a BYE to each party. The hand-off (handoff.ts) is its one user.
  */
 import { parseNameAddr } from './header-values.js';
+import { detached } from './headers.js';
 import { createRequest, type SipRequest, type SipResponse, type TransportName } from './message.js';
 import { destinationForUri, type SipServer } from './sip-server.js';
 import type { ClientTransaction, ClientTransactionUser, ServerTransaction } from './transactions.js';
@@ -82,16 +83,34 @@ export class ProxyCall<T> {
   /** Whether the caller's ACK of the 2xx has passed. */
   acked = false;
   timer: NodeJS.Timeout | undefined;
+  private userData: T | undefined;
+  private dataReleased = false;
 
   constructor(
-    readonly data: T,
+    data: T,
     /** The upstream INVITE transaction. */
     readonly invite: ServerTransaction,
     readonly events: ProxyCallEvents<T>,
     /** Where the INVITE was sent. */
     readonly targetDestination: SipDestination,
   ) {
+    this.userData = data;
     this.callerCSeq = invite.request.cseq.seq;
+  }
+
+  /**
+   * The user's data (ForwardOptions.data). Readable until the call's last event has run: the call
+   * object itself lives on for the INVITE transactions' timers (up to 64*T1), the data does not.
+   */
+  get data(): T {
+    if (this.dataReleased) throw new Error('ProxyCall.data read after the call was released');
+    return this.userData as T;
+  }
+
+  /** @internal Lets go of the user's data (see StatefulProxy.release). */
+  dropData(): void {
+    this.dataReleased = true;
+    this.userData = undefined;
   }
 
   get callId(): string {
@@ -390,7 +409,7 @@ export class StatefulProxy<T> {
     if (status < 200) {
       if (call.state !== 'calling' && call.state !== 'early') return; // a late provisional: nothing to do
       call.state = 'early';
-      call.calleeTag ??= res.to.tag;
+      if (call.calleeTag === undefined && res.to.tag !== undefined) call.calleeTag = detached(res.to.tag);
       this.armTimerC(call);
       if (!call.answeredUpstream) this.relay(call.invite, res);
       return;
@@ -431,11 +450,14 @@ export class StatefulProxy<T> {
 
   /** The callee's side of the dialog, from its 2xx (§12.1.2). */
   private captureDialog(call: ProxyCall<T>, res: SipResponse): void {
-    call.calleeTag = res.to.tag;
-    call.answerTo = res.headers.get('to');
+    // copies: slices would keep the whole response text for as long as the call lasts
+    const tag = res.to.tag;
+    call.calleeTag = tag === undefined ? undefined : detached(tag);
+    const to = res.headers.get('to');
+    call.answerTo = to === undefined ? undefined : detached(to);
     const contact = res.contacts[0];
-    call.calleeContact = contact && contact !== '*' ? contact.uri.raw : undefined;
-    call.calleeRoute = this.calleeRouteOf(res);
+    call.calleeContact = contact && contact !== '*' ? detached(contact.uri.raw) : undefined;
+    call.calleeRoute = this.calleeRouteOf(res).map(detached);
   }
 
   /** §16.7 step 3: the response goes upstream with the Vias of the request as received. */
@@ -482,6 +504,7 @@ export class StatefulProxy<T> {
   private release(call: ProxyCall<T>): void {
     call.invite.release();
     call.client?.release();
+    call.dropData();
   }
 
   private notifyEnded(call: ProxyCall<T>, by: HangupSide): void {

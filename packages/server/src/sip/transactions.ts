@@ -16,6 +16,7 @@ import {
   type TransportName,
 } from './message.js';
 import { formatVia } from './header-values.js';
+import { detached } from './headers.js';
 import { MAGIC_COOKIE, newBranch, newTag } from './ids.js';
 import type { SipParseError } from './parser.js';
 import {
@@ -124,6 +125,18 @@ function serverKey(req: SipRequest, method: string): string {
 
 function ackKey(callId: string, seq: number, toTag: string | undefined): string {
   return `${callId}|${seq}|${toTag ?? ''}`;
+}
+
+/**
+ * `b` in memory of its own. Messages are serialized into Node's shared 8 KiB pool; bytes kept for
+ * replays (up to 64*T1) would otherwise pin a whole slab each, which was most of the process's
+ * off-heap memory at a few hundred calls a second.
+ */
+function ownBytes(b: Buffer): Buffer {
+  if (b.byteLength === b.buffer.byteLength) return b;
+  const out = Buffer.allocUnsafeSlow(b.byteLength);
+  b.copy(out);
+  return out;
 }
 
 /**
@@ -240,7 +253,7 @@ export class ServerTransaction implements TimerTarget, SendErrorListener {
         this.interval = t1;
         this.retransmitTimer?.cancel();
         this.retransmitTimer = this.layer.timers.schedule(t1, this, TIMER_2XX);
-        this.ack2xxKey = ackKey(res.callId, res.cseq.seq, res.to.tag);
+        this.ack2xxKey = detached(ackKey(res.callId, res.cseq.seq, res.to.tag));
         this.layer.await2xxAck(this.ack2xxKey, this);
       }
       return;
@@ -327,6 +340,9 @@ export class ServerTransaction implements TimerTarget, SendErrorListener {
     if (this.state === 'terminated') return;
     this.req = this.req.identity();
     this.lastResponse = undefined;
+    // Accepted replays nothing unless this layer retransmits the 2xx itself
+    if (this.state === 'accepted' && this.ack2xxKey === undefined) this.lastBytes = undefined;
+    else if (this.lastBytes) this.lastBytes = ownBytes(this.lastBytes);
   }
 
   /** Ends the transaction now, cancelling its timers. */
@@ -454,7 +470,7 @@ export class ClientTransaction implements TimerTarget, SendErrorListener {
       if (s === 'accepted') return;
       this.stopTimers();
       this.state = 'completed';
-      this.ackBytes = this.layer.transport.send(createAckForFailure(this.request, res), this.destination);
+      this.ackBytes = ownBytes(this.layer.transport.send(createAckForFailure(this.request, res), this.destination));
       this.endTimer = this.layer.timers.schedule(this.destination.transport === 'udp' ? 32_000 : 0, this, TIMER_DK);
       this.lastResponse = res;
       this.user.onResponse(this, res);
@@ -599,9 +615,11 @@ export class TransactionLayer implements SipTransportUser {
       mergeKey = `${req.from.tag ?? ''}|${req.callId}|${req.cseq.seq}|${req.method}`;
       merged = this.pendingByDialogless.get(mergeKey);
     }
-    const tx = new ServerTransaction(this, req, src, key, merged);
-    this.servers.set(key, tx);
-    if (mergeKey && !merged) this.pendingByDialogless.set(mergeKey, tx);
+    // Stored keys are copied: built from slices of the datagram, they would keep its whole text for
+    // the transaction's lifetime (up to 64*T1)
+    const tx = new ServerTransaction(this, req, src, detached(key), merged);
+    this.servers.set(tx.key, tx);
+    if (mergeKey && !merged) this.pendingByDialogless.set(detached(mergeKey), tx);
     if (req.method === 'CANCEL') return this.onCancel(tx);
     if (req.method !== 'INVITE') return this.tu.onRequest(tx);
     if (this.trying === 'delayed') this.tryingTimers.set(tx, this.timers.schedule(200, tx, TIMER_TRYING));

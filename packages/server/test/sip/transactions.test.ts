@@ -29,6 +29,8 @@ interface Sent {
   msg: SipMessage;
   dest: SipDestination;
   resend: boolean;
+  /** What resend() was given. */
+  bytes?: Buffer;
 }
 
 /** A transport that records what the transaction layer sends, stamped with manual time. */
@@ -45,7 +47,7 @@ class FakeTransport implements TransactionTransport {
     return data;
   }
   resend(data: Buffer, dest: SipDestination): void {
-    this.sent.push({ at: this.timers.now(), msg: parseDatagram(data) as SipMessage, dest, resend: true });
+    this.sent.push({ at: this.timers.now(), msg: parseDatagram(data) as SipMessage, dest, resend: true, bytes: data });
   }
   statuses(): number[] {
     return this.sent.filter((s) => s.msg.kind === 'response').map((s) => (s.msg as SipResponse).status);
@@ -332,6 +334,7 @@ describe('what a transaction keeps once completed or released', () => {
     const replayed = transport.sent.at(-1)!;
     assert.equal(replayed.resend, true);
     assert.equal(serialize(replayed.msg).toString(), serialize(res).toString(), 'the same response, byte for byte');
+    assert.equal(replayed.bytes!.buffer.byteLength, replayed.bytes!.byteLength, 'kept in memory of its own, not in a slab of the shared pool');
     timers.advance(64 * T1);
     assert.equal(layer.size.server, 0, 'timer J');
   });

@@ -721,13 +721,16 @@ export class SipHandoff implements CallControl {
     this.write(c, { ...patch, isActiveCall: false, endTime }, 'call.ended', data, KEEP_STATUS);
   }
 
-  /** Applies a change to VC2 after the ones queued before it, with its webhook event. */
+  /**
+   * Applies a change to VC2 after the ones queued before it, with its webhook event. Nothing on the
+   * call's path waits for it, so it may wait a few ms to share a COMMIT (GroupCommit.runDeferred).
+   */
   private write(c: HandoffCall, patch: VoiceCallPatch, event: WebhookEventType, data: Record<string, unknown>, keep?: readonly string[]): void {
     const { webhooks, clock } = this.services;
     c.chain = this.track(
       c.chain.then(async () => {
         try {
-          await this.writer.run(async (st) => {
+          await this.writer.runDeferred(async (st) => {
             await st.patchVoiceCall(c.orgId, c.id, patch, clock.now(), keep);
             await webhooks.emitIfWanted(st, { orgId: c.orgId, type: event, voiceCallId: c.id, data });
           });

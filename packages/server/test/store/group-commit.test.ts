@@ -6,7 +6,7 @@ import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { describeEachBackend } from '../support/backends.js';
 import { newVoiceCallId } from '../../src/domain/ids.js';
-import { GroupCommit } from '../../src/store/group-commit.js';
+import { DEFER_MS, GroupCommit } from '../../src/store/group-commit.js';
 import type { VoiceCallInput } from '../../src/store/store.js';
 
 const ORG = '00Dxx0000004CFG';
@@ -93,6 +93,38 @@ describeEachBackend('group commit and patchVoiceCall', ({ store }) => {
     assert.equal(settled[0]!.status, 'rejected');
     assert.equal(settled[1]!.status, 'fulfilled');
     assert.ok(await store().getVoiceCall(ORG, other.id));
+  });
+
+  test('a deferred job commits on its own within a few ms (on SQLite, not in the turn it was submitted); its errors reach its caller', async () => {
+    const gc = GroupCommit.of(store());
+    const c = call();
+    const started = performance.now();
+    const done = gc.runDeferred((tx) => tx.insertVoiceCall(c, T0));
+    await new Promise((r) => setImmediate(r));
+    if (store().dialect === 'sqlite') assert.equal(await store().getVoiceCall(ORG, c.id), null, 'still waiting for company');
+    assert.equal((await done).created, true);
+    if (store().dialect === 'sqlite') assert.ok(performance.now() - started >= DEFER_MS - 1);
+    assert.equal((await store().getVoiceCall(ORG, c.id))?.status, 'Routed');
+    const boom = new Error('deferred boom');
+    await assert.rejects(
+      gc.runDeferred(async () => {
+        throw boom;
+      }),
+      (e) => e === boom,
+    );
+  });
+
+  test('deferred jobs join the next group flushed, and all commit', async (t) => {
+    if (store().dialect !== 'sqlite') return t.skip('PostgreSQL runs each job as its own transaction');
+    const gc = GroupCommit.of(store());
+    const deferred = [call(), call(), call()];
+    const urgent = call();
+    let deferredDone = 0;
+    const waits = deferred.map((c) => gc.runDeferred((tx) => tx.insertVoiceCall(c, T0)).then(() => void deferredDone++));
+    await gc.run((tx) => tx.insertVoiceCall(urgent, T0));
+    assert.equal(deferredDone, 3, 'committed with the urgent job, not DEFER_MS later');
+    await Promise.all(waits);
+    for (const c of [...deferred, urgent]) assert.equal((await store().getVoiceCall(ORG, c.id))?.status, 'Routed');
   });
 
   test('patchVoiceCall applies fields without a read-back; false for an unknown call or another org', async () => {

@@ -114,15 +114,14 @@ describeEachBackend('group commit and patchVoiceCall', ({ store }) => {
     );
   });
 
-  test('deferred jobs join the next group flushed, and all commit', async (t) => {
-    if (store().dialect !== 'sqlite') return t.skip('PostgreSQL runs each job as its own transaction');
+  test('deferred jobs join the next group flushed (on SQLite; on PostgreSQL each is its own transaction), and all commit', async () => {
     const gc = GroupCommit.of(store());
     const deferred = [call(), call(), call()];
     const urgent = call();
     let deferredDone = 0;
     const waits = deferred.map((c) => gc.runDeferred((tx) => tx.insertVoiceCall(c, T0)).then(() => void deferredDone++));
     await gc.run((tx) => tx.insertVoiceCall(urgent, T0));
-    assert.equal(deferredDone, 3, 'committed with the urgent job, not DEFER_MS later');
+    if (store().dialect === 'sqlite') assert.equal(deferredDone, 3, 'committed with the urgent job, not DEFER_MS later');
     await Promise.all(waits);
     for (const c of [...deferred, urgent]) assert.equal((await store().getVoiceCall(ORG, c.id))?.status, 'Routed');
   });

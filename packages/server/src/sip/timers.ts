@@ -80,7 +80,9 @@ class DurationQueues implements SipTimers {
   private arm(q: Queue, duration: number): void {
     const next = q.items[q.head];
     if (next === undefined) {
+      // an empty queue goes (durations come from configuration: no map of every one ever used)
       q.timeout = undefined;
+      if (this.queues.get(duration) === q) this.queues.delete(duration);
       return;
     }
     q.timeout = setTimeout(() => this.run(q, duration), Math.max(1, next.at - this.elapsed()));

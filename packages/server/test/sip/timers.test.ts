@@ -69,6 +69,8 @@ describe('realTimers (one queue per duration)', () => {
     for (let i = 0; i < 5000; i += 2) handles[i]!.cancel();
     await sleep(100);
     assert.equal(counts.size, 2500);
+    const queues = (realTimers as unknown as { queues: Map<number, unknown> }).queues;
+    for (let ms = 10; ms < 15; ms++) assert.equal(queues.has(ms), false, 'a drained queue is dropped');
     for (const [id, n] of counts) {
       assert.equal(id % 2, 1);
       assert.equal(n, 1);

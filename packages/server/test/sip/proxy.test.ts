@@ -96,7 +96,7 @@ describe('StatefulProxy: what a finished call keeps', () => {
   });
 
   function invite(subject: string, callId: string): SipRequest {
-    const req = createRequest({
+    return createRequest({
       method: 'INVITE',
       uri: `sip:svc@${LOCAL}:${port}`,
       from: `<sip:caller@${LOCAL}>;tag=caller-tag`,
@@ -109,7 +109,6 @@ describe('StatefulProxy: what a finished call keeps', () => {
         ['Subject', subject],
       ],
     });
-    return req;
   }
 
   test('a failed call: the event reads the data, then the proxy lets go of it', async () => {
@@ -129,26 +128,19 @@ describe('StatefulProxy: what a finished call keeps', () => {
     const ok = (await caller.waitFor((m) => isFinal(m) && m.callId === 'proxy-bye-1')) as SipResponse;
     assert.equal(ok.status, 200);
     const routeSet = ok.headers.getAll('record-route');
-    const ack = createRequest({
-      method: 'ACK',
-      uri: `sip:agent@${LOCAL}:${agentPort}`,
-      from: `<sip:caller@${LOCAL}>;tag=caller-tag`,
-      to: ok.headers.get('to')!,
-      callId: 'proxy-bye-1',
-      cseq: 1,
-      headers: [['Via', `SIP/2.0/UDP ${LOCAL}:${callerPort};branch=z9hG4bKack1`], ...routeSet.map((r): [string, string] => ['Route', r])],
-    });
-    caller.send(ack, port);
+    const inDialog = (method: string, cseq: number, branch: string) =>
+      createRequest({
+        method,
+        uri: `sip:agent@${LOCAL}:${agentPort}`,
+        from: `<sip:caller@${LOCAL}>;tag=caller-tag`,
+        to: ok.headers.get('to')!,
+        callId: 'proxy-bye-1',
+        cseq,
+        headers: [['Via', `SIP/2.0/UDP ${LOCAL}:${callerPort};branch=${branch}`], ...routeSet.map((r): [string, string] => ['Route', r])],
+      });
+    caller.send(inDialog('ACK', 1, 'z9hG4bKack1'), port);
     await agent.waitFor((m) => m instanceof SipRequest && m.method === 'ACK' && m.callId === 'proxy-bye-1');
-    const bye = createRequest({
-      method: 'BYE',
-      uri: `sip:agent@${LOCAL}:${agentPort}`,
-      from: `<sip:caller@${LOCAL}>;tag=caller-tag`,
-      to: ok.headers.get('to')!,
-      callId: 'proxy-bye-1',
-      cseq: 2,
-      headers: [['Via', `SIP/2.0/UDP ${LOCAL}:${callerPort};branch=z9hG4bKbye1`], ...routeSet.map((r): [string, string] => ['Route', r])],
-    });
+    const bye = inDialog('BYE', 2, 'z9hG4bKbye1');
     caller.send(bye, port);
     const byeOk = (await caller.waitFor((m) => isFinal(m) && m.callId === 'proxy-bye-1' && m.cseq.method === 'BYE')) as SipResponse;
     assert.equal(byeOk.status, 200);

@@ -18,7 +18,7 @@ export const DEFER_MS = 10;
  * Collects what is submitted in one turn of the event loop and hands it to `flush` in groups of at
  * most `max` (the scheduling both group commits share: this one and the lease store's). setImmediate,
  * not a microtask: what is read from the sockets in this poll phase joins the group. A deferred job
- * ({@link TurnBatcher.defer}) waits up to `deferMs` instead, joining the next group flushed in that time.
+ * ({@link TurnBatcher.defer}) waits up to DEFER_MS instead, joining the next group flushed in that time.
  */
 export class TurnBatcher<J> {
   private queue: J[] = [];
@@ -28,7 +28,6 @@ export class TurnBatcher<J> {
   constructor(
     private readonly flush: (group: J[]) => Promise<void>,
     private readonly max = MAX_GROUP,
-    private readonly deferMs = DEFER_MS,
   ) {}
 
   push(job: J): void {
@@ -47,7 +46,7 @@ export class TurnBatcher<J> {
       if (this.scheduled || this.queue.length === 0) return;
       this.scheduled = true;
       this.next();
-    }, this.deferMs);
+    }, DEFER_MS);
   }
 
   private next(): void {

@@ -13,7 +13,8 @@
  * calls were answered at no less than 90% of the offered rate. In the same run the same calls go
  * from the sipp UAC straight to the sipp UAS (no Handoff) as the baseline. Each step reports the
  * INVITE → 200 time at the partner (p50/p90/p99/max, sipp's 1 ms resolution) and the CPU of Handoff,
- * both sipps and the rest of the machine (it is shared) while the calls were offered. Afterwards the
+ * both sipps and the rest of the machine (it is shared) while the calls were offered, and Handoff's
+ * memory at its end and garbage-collection time during it (from its /metrics). Afterwards the
  * service must still be up and every hand-off VoiceCall over (read from its SQLite file).
  * Writes bench/results/sip.json. Scenarios: bench/sip-partner-number.xml, sip-partner-uui.xml (also
  * the baseline's), sip-agent.xml.
@@ -116,8 +117,10 @@ interface Step {
   cpuPercent: { handoff: number | null; uac: number; uas: number; bench: number; machine: number; others: number };
   uac: SippStats;
   uas: SippStats;
-  /** Handoff's own counters over the step (from /metrics). */
+  /** Handoff's own counters over the step (from /metrics), with its garbage-collection time (gc_seconds_<kind>). */
   server?: Record<string, number>;
+  /** Handoff's memory at the end of the step (from /metrics): V8 heap used, off-heap (external) and resident, MB. */
+  memory?: { heapMB: number; externalMB: number; rssMB: number };
   /** UDP datagrams the kernel dropped during the step, machine-wide (/proc/net/snmp): a receiver's socket buffer was full. */
   udpDropsByKernel: { receiveBufferErrors: number; sendBufferErrors: number; atSocket: { handoff: number; uac: number; uas: number } };
   /** This attempt failed while other processes took much CPU, and the step was run again (the next one). */
@@ -276,10 +279,26 @@ async function serverCounters(httpUrl: string): Promise<Record<string, number>> 
       const reason = /reason="([^"]+)"/.exec(m[2] ?? '')?.[1];
       if (name === 'sip_dropped' && reason) out[`sip_dropped_${reason}`] = (out[`sip_dropped_${reason}`] ?? 0) + value;
     }
+    for (const m of text.matchAll(/^handoff_nodejs_gc_duration_seconds_sum\{kind="([a-z_]+)"\}\s+(\S+)$/gm)) out[`gc_seconds_${m[1]}`] = Number(m[2]);
   } catch {
     // metrics are a bonus; the step is judged by sipp
   }
   return out;
+}
+
+/** Handoff's memory gauges from /metrics (MB), or undefined when they cannot be read. */
+async function serverMemory(httpUrl: string): Promise<Step['memory']> {
+  try {
+    const text = await (await fetch(`${httpUrl}/metrics`)).text();
+    const mb = (name: string) => {
+      const m = new RegExp(`^${name}\\s+(\\S+)$`, 'm').exec(text);
+      return m ? Math.round(Number(m[1]) / 1e6) : NaN;
+    };
+    const memory = { heapMB: mb('handoff_nodejs_heap_size_used_bytes'), externalMB: mb('handoff_nodejs_external_memory_bytes'), rssMB: mb('handoff_process_resident_memory_bytes') };
+    return Object.values(memory).some(Number.isNaN) ? undefined : memory;
+  } catch {
+    return undefined; // a bonus, like the counters
+  }
 }
 
 /**
@@ -677,6 +696,7 @@ async function runStep(path: PathName, rate: number, ctx: PathContext, work: str
   const uasExit = await uas.exited;
   clearTimeout(uasKill);
   const counters1 = ctx.service ? await serverCounters(ctx.service.httpUrl) : {};
+  const memory = ctx.service ? await serverMemory(ctx.service.httpUrl) : undefined;
   const cpu1 = ctx.service ? cpuSeconds(ctx.service.pid) : NaN;
   const udp1 = udpErrors();
   const win = cpuWindow(w0, w1);
@@ -720,6 +740,7 @@ async function runStep(path: PathName, rate: number, ctx: PathContext, work: str
     uac: uacStats,
     uas: uasStats,
     ...(ctx.service ? { server: counterDelta(counters0, counters1) } : {}),
+    ...(memory ? { memory } : {}),
     ...(reserve ? { reserve } : {}),
     ...(stoppedEarly ? { stoppedEarly } : {}),
     udpDropsByKernel: { receiveBufferErrors: udp1.rcvbuf - udp0.rcvbuf, sendBufferErrors: udp1.sndbuf - udp0.sndbuf, atSocket: drops },
@@ -749,7 +770,10 @@ function printStep(_path: PathName, s: Step): void {
         ? `  [kernel dropped ${s.udpDropsByKernel.receiveBufferErrors} UDP datagrams, receive buffer full: ` +
           `${s.udpDropsByKernel.atSocket.handoff} at Handoff, ${s.udpDropsByKernel.atSocket.uac} at the UAC, ${s.udpDropsByKernel.atSocket.uas} at the UAS]`
         : '') +
-      (s.reserve ? `  (${s.reserve.leases} leases reserved in ${s.reserve.seconds} s)` : ''),
+      (s.reserve ? `  (${s.reserve.leases} leases reserved in ${s.reserve.seconds} s)` : '') +
+      (s.memory
+        ? `  [heap ${s.memory.heapMB} MB, off-heap ${s.memory.externalMB} MB, RSS ${s.memory.rssMB} MB; GC ${(((s.server?.['gc_seconds_minor'] ?? 0) + (s.server?.['gc_seconds_major'] ?? 0) + (s.server?.['gc_seconds_incremental'] ?? 0)) * 1000).toFixed(0)} ms]`
+        : ''),
   );
 }
 

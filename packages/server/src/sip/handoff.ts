@@ -314,6 +314,7 @@ export class SipHandoff implements CallControl {
     const startedAt = performance.now();
     if (this.closing) {
       tx.reply(503, { headers: [['Retry-After', String(BUSY_RETRY_AFTER)], ['Warning', warning('shutting down')]] });
+      tx.release();
       this.observe(startedAt, 503);
       return;
     }
@@ -322,6 +323,7 @@ export class SipHandoff implements CallControl {
       // Shed new calls before any work, so the calls already admitted keep their timers and answers
       this.services.metrics.sipOverloadRejections.inc({ cause: overload });
       tx.reply(503, { headers: [['Retry-After', String(OVERLOAD_RETRY_AFTER)], ['Warning', warning('overloaded, try again')]] });
+      tx.release(); // a flood's INVITEs are not kept whole until their ACK (or Timer H)
       this.observe(startedAt, 503);
       return;
     }
@@ -556,6 +558,7 @@ export class SipHandoff implements CallControl {
       if (!(await this.insertLeg(call, 'call.routed', routedEvent))) throw refuse(482, DUPLICATE);
       const contact = formatSipUri({ ...withoutUriHeaders(target), params: [...target.params], headers: context });
       tx.reply(302, { headers: [['Contact', `<${contact.raw}>`]] });
+      tx.release();
       this.observe(startedAt, 302);
       log.info({ agent: agent.name, path: r.path }, 'hand-off redirected to the agent');
       return;
@@ -781,6 +784,8 @@ export class SipHandoff implements CallControl {
       this.log.info({ status, warning: text, sipCallId: tx.request.callId, source: tx.source.remoteAddress }, 'hand-off refused');
     }
     if (!tx.finalSent && tx.state !== 'terminated') tx.reply(status, { headers });
+    // The INVITE is over here: its transaction waits for the ACK (or Timer H) with its identity and response bytes only
+    tx.release();
     this.observe(startedAt, status);
   }
 }

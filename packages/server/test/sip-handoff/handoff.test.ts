@@ -366,6 +366,46 @@ describe('SIP hand-off with sipp [sqlite]', { skip: SKIP_SIPP }, () => {
     assert.equal((await f.handoffCalls()).length, before);
   });
 
+  test('a refused INVITE: its transaction keeps only its identity and the refusal, which a retransmission gets again', { timeout: 30_000 }, async () => {
+    const callId = `refused-${Date.now()}`;
+    const note = 'a header long enough to be a slice of the datagram text, and more';
+    const datagram = Buffer.from(
+      [
+        'INVITE sip:+19995550123@127.0.0.1 SIP/2.0',
+        'Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKrefused1',
+        'Max-Forwards: 70',
+        'From: <sip:+14155550001@x>;tag=r1',
+        'To: <sip:+19995550123@127.0.0.1>',
+        `Call-ID: ${callId}`,
+        'CSeq: 1 INVITE',
+        `X-Note: ${note}`,
+        'Content-Length: 0',
+        '',
+        '',
+      ].join('\r\n'),
+    );
+    const sock = dgram.createSocket('udp4');
+    const answers: string[] = [];
+    sock.on('message', (m) => answers.push(m.toString('latin1')));
+    await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+    try {
+      sock.send(datagram, f.sip.udp, '127.0.0.1');
+      await waitFor(() => answers.some((a) => a.startsWith('SIP/2.0 404')), 5000);
+      const servers = (f.server.sip.sip.transactions as unknown as { servers: Map<string, { request: { callId: string; headers: { get(n: string): string | undefined } }; lastStatus: number }> }).servers;
+      const tx = [...servers.values()].find((t) => t.request.callId === callId);
+      assert.ok(tx, 'the transaction waits for its ACK');
+      assert.equal(tx.lastStatus, 404);
+      assert.equal(tx.request.headers.get('x-note'), undefined, 'the rest of the INVITE is let go');
+      const finals = () => answers.filter((a) => a.startsWith('SIP/2.0 404')).length;
+      sock.send(datagram, f.sip.udp, '127.0.0.1');
+      await waitFor(() => finals() >= 2, 5000);
+      const [first, again] = answers.filter((a) => a.startsWith('SIP/2.0 404'));
+      assert.equal(again, first, 'the same refusal, byte for byte');
+    } finally {
+      sock.close();
+    }
+  });
+
   test('afterwards every hand-off VoiceCall is consistent', async () => {
     const n = await assertRecordsConsistent(f);
     assert.ok(n >= 15, `${n} hand-off records checked`);

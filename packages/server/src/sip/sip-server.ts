@@ -364,6 +364,7 @@ export class SipServer {
     if (warning) headers.push(['Warning', warningValue(this.transport.advertisedHost, warning)]);
     if (this.opts.serverName) headers.push(['Server', this.opts.serverName]);
     tx.reply(status, { headers });
+    tx.release(); // no handler will see it: only the identity and the answer wait for the ACK
     return true;
   }
 

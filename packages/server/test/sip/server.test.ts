@@ -90,6 +90,20 @@ describe('SipServer endpoint behaviour (UDP)', () => {
     assert.ok(r501.headers.has('allow'));
   });
 
+  test('an INVITE refused before any handler keeps only its identity and the answer while it waits for the ACK', async () => {
+    const callId = `refused-${Date.now()}`;
+    const long = 'a header value long enough to be a slice of the datagram text';
+    const res = await finalOf(port, req('INVITE', ['Require: foo', `X-Note: ${long}`], { callId }));
+    assert.equal(res.status, 420);
+    const servers = (server.transactions as unknown as { servers: Map<string, { request: SipRequest; lastStatus: number; state: string }> }).servers;
+    const tx = [...servers.values()].find((t) => t.request.callId === callId);
+    assert.ok(tx, 'the INVITE transaction waits for its ACK');
+    assert.equal(tx.state, 'completed');
+    assert.equal(tx.lastStatus, 420);
+    assert.equal(tx.request.headers.get('x-note'), undefined);
+    assert.equal(tx.request.cseq.method, 'INVITE');
+  });
+
   test('unsupported Request-URI scheme → 416; unsupported Require → 420 with Unsupported', async () => {
     assert.equal((await finalOf(port, req('OPTIONS', [], { uri: 'mailto:a@example.com' }))).status, 416);
     const r420 = await finalOf(port, req('OPTIONS', ['Require: timer, foo, bar']));

@@ -44,7 +44,7 @@ describe('realTimers (one queue per duration)', () => {
     };
     realTimers.schedule(30, target, 1);
     realTimers.schedule(30, target, 3);
-    later = realTimers.schedule(31, target, 4);
+    later = realTimers.schedule(50, target, 4); // due after 3 (which cancels it), before 2
     await sleep(130);
     assert.deepEqual(
       fired.map(([id]) => id),

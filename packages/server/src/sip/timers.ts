@@ -93,25 +93,21 @@ class DurationQueues implements SipTimers {
     const now = this.elapsed();
     const items = q.items;
     let i = q.head;
-    // timers scheduled by these callbacks land behind `end` (they are due `duration` later)
-    for (const end = items.length; i < end && items[i]!.at <= now; i++) {
-      const t = items[i]!;
-      const target = t.target;
-      if (target === null) continue;
-      t.target = null;
-      try {
+    try {
+      // timers scheduled by these callbacks land behind `end` (they are due `duration` later)
+      for (const end = items.length; i < end && items[i]!.at <= now; i++) {
+        const t = items[i]!;
+        const target = t.target;
+        if (target === null) continue;
+        t.target = null; // fired: skipped if a throw leaves it at the head
         target.onTimer(t.id);
-      } catch (err) {
-        // like an exception thrown from a setTimeout callback, but after this batch has its queue back
-        q.head = i + 1;
-        this.compact(q);
-        this.arm(q, duration);
-        throw err;
       }
+    } finally {
+      // also after a callback threw (like one from a setTimeout callback): the queue runs on
+      q.head = i;
+      this.compact(q);
+      this.arm(q, duration);
     }
-    q.head = i;
-    this.compact(q);
-    this.arm(q, duration);
   }
 
   private compact(q: Queue): void {

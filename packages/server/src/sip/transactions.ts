@@ -173,6 +173,8 @@ export class ServerTransaction implements TimerTarget, SendErrorListener {
     readonly key: string,
     /** A pending request with the same From tag, Call-ID and CSeq but another branch (§8.2.2.2). */
     readonly mergedWith: ServerTransaction | undefined,
+    /** @internal its key in the layer's merged-request index, if it has one (read at the end, without the request). */
+    readonly mergeKey?: string,
   ) {
     this.state = req.method === 'INVITE' ? 'proceeding' : 'trying';
     this.destination = responseDestination(req.via, source, layer.forceRport);
@@ -617,9 +619,9 @@ export class TransactionLayer implements SipTransportUser {
     }
     // Stored keys are copied: built from slices of the datagram, they would keep its whole text for
     // the transaction's lifetime (up to 64*T1)
-    const tx = new ServerTransaction(this, req, src, detached(key), merged);
+    const tx = new ServerTransaction(this, req, src, detached(key), merged, mergeKey && !merged ? detached(mergeKey) : undefined);
     this.servers.set(tx.key, tx);
-    if (mergeKey && !merged) this.pendingByDialogless.set(detached(mergeKey), tx);
+    if (tx.mergeKey) this.pendingByDialogless.set(tx.mergeKey, tx);
     if (req.method === 'CANCEL') return this.onCancel(tx);
     if (req.method !== 'INVITE') return this.tu.onRequest(tx);
     if (this.trying === 'delayed') this.tryingTimers.set(tx, this.timers.schedule(200, tx, TIMER_TRYING));
@@ -697,11 +699,7 @@ export class TransactionLayer implements SipTransportUser {
   /** @internal */
   removeServer(tx: ServerTransaction): void {
     if (this.servers.get(tx.key) === tx) this.servers.delete(tx.key);
-    const req = tx.request;
-    if (req.to.tag === undefined) {
-      const k = `${req.from.tag ?? ''}|${req.callId}|${req.cseq.seq}|${req.method}`;
-      if (this.pendingByDialogless.get(k) === tx) this.pendingByDialogless.delete(k);
-    }
+    if (tx.mergeKey && this.pendingByDialogless.get(tx.mergeKey) === tx) this.pendingByDialogless.delete(tx.mergeKey);
   }
 
   /** @internal */

@@ -319,6 +319,50 @@ describe('serializer', () => {
     assert.equal(parsed.cseq.method, 'INVITE');
   });
 
+  test('identity() keeps exactly the identifying lines, byte for byte, in wire order', () => {
+    const req = request(
+      msg([
+        'INVITE sip:+14155550100@example.com;user=phone SIP/2.0',
+        'v: SIP/2.0/UDP x:5060;branch=z9hG4bK1, SIP/2.0/UDP y;branch=z9hG4bK2',
+        'Via: SIP/2.0/TCP [2001:db8::1]:5070;branch=z9hG4bK3;received=192.0.2.9',
+        'Max-Forwards: 70',
+        'To: "Zoë \\"Z\\" Ünal" <sip:z@b>',
+        "f: <sip:c@d>;tag=f.!%*_+`'~-1",
+        'Call-ID: k@host',
+        'CSeq: 2 INVITE',
+        'Contact: <sip:c@10.0.0.1:5060;transport=udp>',
+        'Record-Route: <sip:p1;lr>, <sip:p2;lr>',
+        'Route: <sip:r1;lr>',
+        'User-to-User: 7B7D;encoding=hex',
+        'Subject: ' + 'x'.repeat(300),
+        'Content-Type: application/sdp',
+        'Content-Length: 3',
+      ], 'v=0'),
+    );
+    const id = req.identity();
+    const kept = ['via', 'to', 'from', 'call-id', 'cseq', 'contact', 'record-route', 'route'];
+    const lines = [...req.headers.entries()].filter(([n]) => kept.includes(n.toLowerCase()));
+    assert.deepEqual([...id.headers.entries()], lines);
+    assert.equal(id.headers.size, 9);
+    assert.equal(id.method, 'INVITE');
+    assert.equal(serialize(id).toString().split("\r\n")[0], "INVITE sip:+14155550100@example.com;user=phone SIP/2.0");
+    assert.equal(id.body.length, 0);
+    assert.equal(id.headers.get('user-to-user'), undefined);
+    assert.deepEqual(id.vias.map((v) => v.branch), ['z9hG4bK1', 'z9hG4bK2', 'z9hG4bK3']);
+    assert.equal(id.from.tag, "f.!%*_+`'~-1");
+    assert.equal(id.to.displayName, 'Zoë "Z" Ünal');
+    assert.deepEqual(id.cseq, req.cseq);
+    // usable as any headers: changed, cloned, serialized
+    id.headers.prepend('Via', 'SIP/2.0/UDP z;branch=z9hG4bK0');
+    assert.equal(id.via.branch, 'z9hG4bK0');
+    const back = request(serialize(id));
+    assert.equal(back.vias.length, 4);
+    assert.equal(back.callId, 'k@host');
+    // an identity of an identity is the same lines
+    assert.deepEqual([...id.identity().headers.entries()], [...id.headers.entries()]);
+    assert.equal(new SipRequest('OPTIONS', 'sip:a@b', new SipHeaders()).identity().headers.size, 0);
+  });
+
   test('formatNameAddr quotes what needs quoting', () => {
     assert.equal(formatNameAddr({ displayName: 'Doe, "J"', uri: 'sip:j@e.com', params: [['tag', 'a']] }), '"Doe, \\"J\\"" <sip:j@e.com>;tag=a');
     assert.equal(formatNameAddr({ displayName: 'Alice', uri: 'sip:a@e.com' }), 'Alice <sip:a@e.com>');

@@ -61,6 +61,7 @@ const RETRY_OTHERS_PERCENT = Number(process.env.BENCH_SIP_RETRY_OTHERS_PERCENT ?
  * collector's work) reaches its steady state: a 5 s step ends before it does and overstates.
  */
 const SUSTAIN_SECONDS = Number(process.env.BENCH_SIP_SUSTAIN_SECONDS ?? 40);
+if (!Number.isFinite(SUSTAIN_SECONDS) || SUSTAIN_SECONDS < 0) throw new Error('BENCH_SIP_SUSTAIN_SECONDS must be a number of seconds, 0 or more');
 const SUSTAIN_TRIES = 3;
 /**
  * Before a sustained run and before a path that follows another through Handoff, the benchmark
@@ -1018,6 +1019,9 @@ function limitOf(r: PathResult): string {
   return `${failed.why.join('; ')} — ${parts.join('; ')}`;
 }
 
+/** What the summary repeats of a step. */
+const figures = (t: Step | null | undefined) =>
+  t ? { inviteMs: t.inviteMs, cpuPercent: t.cpuPercent, retransPercent: t.retransPercent, achievedRate: t.achievedRate, handoffCpuMsPerCall: t.handoffCpuMsPerCall, memory: t.memory ?? null } : null;
 const baseline = results.find((r) => r.path === 'baseline');
 const top = (r: PathResult) => r.steps.filter((s) => s.pass && !s.retried).at(-1) ?? null;
 const summary = Object.fromEntries(
@@ -1031,12 +1035,9 @@ const summary = Object.fromEntries(
         highestPassingRate: r.highestPassingRate,
         sustainedRate: r.sustainedRate,
         sustainedRatioToBaseline: r.sustainedRate !== null && baseline?.highestPassingRate ? +(r.sustainedRate / baseline.highestPassingRate).toFixed(3) : null,
-        atSustainedRate: (() => {
-          const t = r.sustainSteps.find((x) => x.pass);
-          return t ? { inviteMs: t.inviteMs, cpuPercent: t.cpuPercent, retransPercent: t.retransPercent, achievedRate: t.achievedRate, handoffCpuMsPerCall: t.handoffCpuMsPerCall, memory: t.memory ?? null } : null;
-        })(),
+        atSustainedRate: figures(r.sustainSteps.find((x) => x.pass)),
         ratioToBaseline: r.path !== 'baseline' && baseline?.highestPassingRate ? +(r.highestPassingRate / baseline.highestPassingRate).toFixed(3) : null,
-        atHighestPassingRate: s ? { inviteMs: s.inviteMs, cpuPercent: s.cpuPercent, retransPercent: s.retransPercent, achievedRate: s.achievedRate } : null,
+        atHighestPassingRate: figures(s),
         firstFailingStep: failed ? { rate: failed.rate, why: failed.why, cpuPercent: failed.cpuPercent, inviteMs: failed.inviteMs } : null,
         handoffCpuMsPerCall: s?.handoffCpuMsPerCall ?? null,
         limit: limitOf(r),

@@ -26,7 +26,8 @@
  * BENCH_SIP_NODE_ARGS (node options of the service process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"),
  * BENCH_SIP_RETRY_OTHERS_PERCENT (default 40: a step that fails while processes outside the benchmark
  * take that much CPU, % of one core, is run once more; 0 never retries), BENCH_SIP_SUSTAIN_SECONDS
- * (default 40; 0 skips the sustained runs, see SUSTAIN_SECONDS).
+ * (default 40; 0 skips the sustained runs, see SUSTAIN_SECONDS), BENCH_SIP_WORKERS (the service's
+ * HANDOFF_SIP_WORKERS, default 2).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -60,6 +61,9 @@ const RETRY_OTHERS_PERCENT = Number(process.env.BENCH_SIP_RETRY_OTHERS_PERCENT ?
  * (32 s), the longest a finished call's transactions are kept, so Handoff's memory (and its
  * collector's work) reaches its steady state: a 5 s step ends before it does and overstates.
  */
+/** SIP threads of the service (HANDOFF_SIP_WORKERS): two use both of this machine's cores. */
+const WORKERS = Number(process.env.BENCH_SIP_WORKERS ?? 2);
+if (!Number.isInteger(WORKERS) || WORKERS < 1 || WORKERS > 64) throw new Error('BENCH_SIP_WORKERS must be a whole number from 1 to 64');
 const SUSTAIN_SECONDS = Number(process.env.BENCH_SIP_SUSTAIN_SECONDS ?? 40);
 if (!Number.isFinite(SUSTAIN_SECONDS) || SUSTAIN_SECONDS < 0) throw new Error('BENCH_SIP_SUSTAIN_SECONDS must be a number of seconds, 0 or more');
 const SUSTAIN_TRIES = 3;
@@ -222,6 +226,8 @@ async function startService(dir: string, agentPorts: Record<'number' | 'uui', nu
       HANDOFF_HTTP_PORT: String(httpPort),
       HANDOFF_SIP_PORT: String(sipPort),
       HANDOFF_SIP_RATE_LIMIT: '0',
+      HANDOFF_SIP_WORKERS: String(WORKERS),
+      HANDOFF_SIP_WORKER_PORT: '0',
       HANDOFF_LOG_LEVEL: 'warn',
       HANDOFF_OPERATOR_TOKEN: OPERATOR_TOKEN,
     },
@@ -314,7 +320,9 @@ async function serverMemory(httpUrl: string): Promise<Step['memory']> {
       const m = new RegExp(`^${name}\\s+(\\S+)$`, 'm').exec(text);
       return m ? Math.round(Number(m[1]) / 1e6) : NaN;
     };
-    const memory = { heapMB: mb('handoff_nodejs_heap_size_used_bytes'), externalMB: mb('handoff_nodejs_external_memory_bytes'), rssMB: mb('handoff_process_resident_memory_bytes') };
+    // SIP worker threads have heaps of their own
+    const workersMB = [...text.matchAll(/^handoff_sip_worker_heap_used_bytes\{[^}]*\}\s+(\S+)$/gm)].reduce((n, m) => n + Math.round(Number(m[1]) / 1e6), 0);
+    const memory = { heapMB: mb('handoff_nodejs_heap_size_used_bytes') + workersMB, externalMB: mb('handoff_nodejs_external_memory_bytes'), rssMB: mb('handoff_process_resident_memory_bytes') };
     return Object.values(memory).some(Number.isNaN) ? undefined : memory;
   } catch {
     return undefined; // a bonus, like the counters
@@ -914,7 +922,7 @@ const work = mkdtempSync(join(tmpdir(), 'handoff-bench-sip-'));
 const m = machine();
 console.log(
   `bench:sip — ${m.cpus} CPUs (${m.cpuModel}), Node ${m.node}, load ${loadavg().map((l) => l.toFixed(2)).join(' ')}; ` +
-    `UDP, ${STEP_SECONDS} s per step, rates ${RATES.join(', ')} calls/s; pass = no failed call, retransmissions < ${MAX_RETRANS_PERCENT}%, ` +
+    `UDP, ${WORKERS} SIP thread(s), ${STEP_SECONDS} s per step, rates ${RATES.join(', ')} calls/s; pass = no failed call, retransmissions < ${MAX_RETRANS_PERCENT}%, ` +
     `calls answered at >= ${MIN_RATE_SHARE * 100}% of the offered rate`,
 );
 
@@ -1118,7 +1126,7 @@ const file = writeResults('sip', {
     sustainSeconds: SUSTAIN_SECONDS,
     rates: RATES,
     pass: { maxRetransPercent: MAX_RETRANS_PERCENT, minRateShare: MIN_RATE_SHARE, failedCalls: 0 },
-    service: { backend: 'sqlite', HANDOFF_SIP_RATE_LIMIT: 0, HANDOFF_LOG_LEVEL: 'warn', mode: 'proxy' },
+    service: { backend: 'sqlite', HANDOFF_SIP_RATE_LIMIT: 0, HANDOFF_SIP_WORKERS: WORKERS, HANDOFF_LOG_LEVEL: 'warn', mode: 'proxy' },
     scenarios: { partnerNumber: 'bench/sip-partner-number.xml', partnerUui: 'bench/sip-partner-uui.xml (also the baseline)', agent: 'bench/sip-agent.xml' },
     sipp: SIPP,
   },

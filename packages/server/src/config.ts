@@ -85,6 +85,10 @@ export interface SipSettings {
   timerCSeconds: number;
   /** ...or while the event loop is busy this share of the time (%, for a second (four 250 ms periods) in a row; 0: not checked). */
   maxLoad: number;
+  /** SIP threads (1: the main thread runs the SIP side; more: worker threads behind a UDP front, see sip/workers.ts). */
+  workers: number;
+  /** First of the SIP workers' own ports: worker k listens on workerPort + 2k (UDP, TCP) and + 2k + 1 (TLS); 0: free ports. */
+  workerPort: number;
   /** The built-in demo agent (demo tenant only): UDP/TCP port on 127.0.0.1 and when it hangs up. */
   demoAgent: { port: number; hangupSeconds: number };
 }
@@ -127,6 +131,8 @@ export function loadSipSettings(env: NodeJS.ProcessEnv, sipPort: number): SipSet
     timerCSeconds: intSetting(env, 'HANDOFF_SIP_TIMER_C_SECONDS', 181, 1, 3_600),
     maxPendingInvites: intSetting(env, 'HANDOFF_SIP_MAX_PENDING', 500, 0, 1_000_000),
     maxLoad: intSetting(env, 'HANDOFF_SIP_MAX_LOAD', 100, 0, 100),
+    workers: intSetting(env, 'HANDOFF_SIP_WORKERS', 1, 1, 64),
+    workerPort: port('HANDOFF_SIP_WORKER_PORT', env.HANDOFF_SIP_WORKER_PORT, sipPort === 0 ? 0 : sipPort + 100),
     demoAgent: {
       // the next port, or the one after when TLS listens there (5061 is SIP over TLS's own port)
       port: port('HANDOFF_DEMO_AGENT_PORT', env.HANDOFF_DEMO_AGENT_PORT, sipPort === 0 ? 0 : tls?.port === sipPort + 1 ? sipPort + 2 : sipPort + 1),

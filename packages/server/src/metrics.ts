@@ -1,5 +1,8 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { AggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { SipCountersSnapshot } from './sip/counters.js';
+
+/** A registry's metrics as JSON (`registry.getMetricsAsJSON()`), as a worker thread posts them. */
+export type PeerMetrics = MetricObjectWithValues<MetricValue<string>>[];
 
 /** One registry per running service, so several services in one process (tests) stay apart. */
 export class Metrics {
@@ -129,6 +132,21 @@ export class Metrics {
     labelNames: ['agent'] as const,
     registers: [this.registry],
   });
+
+  /** Other registries scraped with this one (SIP worker threads, see sip/workers.ts): their series are added up. */
+  private readonly peers: Array<() => Promise<PeerMetrics>> = [];
+
+  /** Adds a source whose metrics {@link Metrics.render} adds to this registry's. */
+  addPeer(source: () => Promise<PeerMetrics>): void {
+    this.peers.push(source);
+  }
+
+  /** The exposition text: this registry, plus its peers' series summed (counters, histograms, gauges). */
+  async render(): Promise<string> {
+    if (this.peers.length === 0) return this.registry.metrics();
+    const all = await Promise.all([this.registry.getMetricsAsJSON(), ...this.peers.map((p) => p())]);
+    return AggregatorRegistry.aggregate(all as Parameters<typeof AggregatorRegistry.aggregate>[0]).metrics();
+  }
 
   /** Exposes a SIP stack's counters (sip.counters.snapshot) as the handoff_sip_* metrics. */
   watchSip(snapshot: () => SipCountersSnapshot): void {

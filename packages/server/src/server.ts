@@ -13,6 +13,7 @@ import { applyProvisioning } from './services/provisioning.js';
 import { demoInfo, demoProvisioning, ensureDemoKeys, writeDemoInfo, type DemoInfo } from './services/demo.js';
 import { DemoAgent } from './sip/demo-agent.js';
 import { SipHandoff } from './sip/handoff.js';
+import { SipWorkerPool } from './sip/workers.js';
 import { openStore } from './store/open-store.js';
 import type { Store } from './store/store.js';
 
@@ -25,8 +26,11 @@ export interface RunningServer {
   httpUrl: string;
   /** Set when the service provisioned the demo tenant (no HANDOFF_CONFIG). */
   demo: DemoInfo | null;
-  /** The SIP ingress (also `services.escalation.callControl`: `sip.endCall(id, reason)`). */
-  sip: SipHandoff;
+  /**
+   * The SIP ingress (also `services.escalation.callControl`: `sip.endCall(id, reason)`): the
+   * hand-off itself, or with HANDOFF_SIP_WORKERS > 1 the pool of worker threads that run it.
+   */
+  sip: SipHandoff | SipWorkerPool;
   /** Bound SIP ports (the real ones when HANDOFF_SIP_PORT is 0). */
   sipPorts: { udp: number; tcp: number; tls: number | null };
   /** The built-in demo agent, running with the demo tenant only. */
@@ -34,11 +38,9 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-/** Trunk allow-lists of the provisioning file, by 15-char org ID. */
-function trunkAllowLists(p: Provisioning): Map<string, AddressList> {
-  const out = new Map<string, AddressList>();
-  for (const org of p.orgs ?? []) if (org.trunks) out.set(org.id.slice(0, 15), AddressList.parse(org.trunks.allowFrom));
-  return out;
+/** Trunk allow-lists of the provisioning file, by 15-char org ID, as written. */
+function trunkAllowLists(p: Provisioning): Array<[string, string[]]> {
+  return (p.orgs ?? []).flatMap((org) => (org.trunks ? [[org.id.slice(0, 15), org.trunks.allowFrom] as [string, string[]]] : []));
 }
 
 /** How long shutdown waits for open HTTP connections before closing them. */
@@ -62,7 +64,7 @@ export async function startServer(settings: Settings, opts: { clock?: Clock; log
   let ready = false;
   let app: FastifyInstance | undefined;
   let sweeper: NodeJS.Timeout | undefined;
-  let sip: SipHandoff | undefined;
+  let sip: SipHandoff | SipWorkerPool | undefined;
   let demoAgent: DemoAgent | null = null;
   try {
     const applied = await store.migrate();
@@ -97,12 +99,16 @@ export async function startServer(settings: Settings, opts: { clock?: Clock; log
     const host = settings.httpHost.includes(':') ? `[${settings.httpHost}]` : settings.httpHost;
     const httpUrl = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
 
-    sip = new SipHandoff({
-      services,
-      logger,
-      settings: { host: settings.sipHost, port: settings.sipPort, ...settings.sip },
-      trunks: trunkAllowLists(provisioning),
-    });
+    const trunks = trunkAllowLists(provisioning);
+    sip =
+      settings.sip.workers > 1
+        ? new SipWorkerPool({ settings, logger, metrics: services.metrics, trunks })
+        : new SipHandoff({
+            services,
+            logger,
+            settings: { host: settings.sipHost, port: settings.sipPort, ...settings.sip },
+            trunks: new Map(trunks.map(([org, list]) => [org, AddressList.parse(list)])),
+          });
     await sip.start();
     services.escalation.callControl = sip;
     const bound = sip.addresses();

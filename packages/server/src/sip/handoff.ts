@@ -20,7 +20,8 @@ import type { Agent, Channel, VoiceCall, VoiceCallPatch } from '../store/types.j
 import { splitList } from './headers.js';
 import type { SipRequest } from './message.js';
 import { IN_DIALOG_METHODS, StatefulProxy, type ProxyCall, type ProxyCallEvents } from './proxy.js';
-import { SipError, SipServer } from './sip-server.js';
+import { LocalAgentSlots, type AgentSlots } from './agent-slots.js';
+import { SipError, SipServer, type SipServerOptions } from './sip-server.js';
 import type { ServerTransaction, TransactionOptions } from './transactions.js';
 import type { SipSource } from './transport.js';
 import { formatSipUri, parseUri, withoutUriHeaders, type SipUri } from './uri.js';
@@ -55,6 +56,10 @@ export interface SipHandoffOptions {
   settings: SipHandoffSettings;
   /** Trunk allow-lists by 15-char org ID: INVITEs for such an org from elsewhere get 403. */
   trunks?: ReadonlyMap<string, AddressList>;
+  /** Agents' concurrent-call counts (default: this thread's; SIP workers share one table). */
+  agentSlots?: AgentSlots;
+  /** Listeners instead of the settings' host and ports (a SIP worker's own ports and front, see workers.ts). */
+  listen?: Pick<SipServerOptions, 'udp' | 'tcp' | 'tls' | 'front'>;
   /** Transaction timers (tests shorten T1); `retransmit2xx` is always false (§16.7 step 10). */
   transaction?: TransactionOptions;
   /** §16.6 Timer C of proxied INVITEs (default 181 s). */
@@ -175,8 +180,8 @@ interface HandoffCall {
  * The SIP ingress: a {@link SipServer} whose INVITE handler resolves hand-offs, with a
  * {@link StatefulProxy} to the agents. Implements {@link CallControl} for escalation.
  *
- * Agent capacity (`maxConcurrentCalls`) is counted in this process: with several instances each
- * enforces the limit on the calls it proxies itself.
+ * Agent capacity (`maxConcurrentCalls`) is counted in this process (by every SIP worker of it
+ * together): with several instances each enforces the limit on the calls it proxies itself.
  *
  * @example
  * const sip = new SipHandoff({ services, logger, settings: { host: '127.0.0.1', port: 5060, tls: null,
@@ -193,7 +198,9 @@ export class SipHandoff implements CallControl {
   private readonly log: Logger;
   private readonly settings: SipHandoffSettings;
   private readonly trunks: ReadonlyMap<string, AddressList>;
-  private readonly activeByAgent = new Map<string, number>();
+  private readonly slots: AgentSlots;
+  /** Calls this SIP thread proxies, per agent (the gauge; workers' gauges add up). */
+  private readonly ownByAgent = new Map<string, number>();
   private readonly byVoiceCall = new Map<string, ProxyCall<HandoffCall>>();
   private readonly inflight = new Set<Promise<unknown>>();
   /** VC2 writes of all calls share commits (SQLite). */
@@ -212,10 +219,13 @@ export class SipHandoff implements CallControl {
     this.log = opts.logger.child({ component: 'sip' });
     this.settings = s;
     this.trunks = opts.trunks ?? new Map();
+    this.slots = opts.agentSlots ?? new LocalAgentSlots();
     this.sip = new SipServer({
-      udp: { host: s.host, port: s.port },
-      tcp: { host: s.host, port: s.port },
-      ...(s.tls ? { tls: { host: s.host, port: s.tls.port, cert: s.tls.cert, key: s.tls.key } } : {}),
+      ...(opts.listen ?? {
+        udp: { host: s.host, port: s.port },
+        tcp: { host: s.host, port: s.port },
+        ...(s.tls ? { tls: { host: s.host, port: s.tls.port, cert: s.tls.cert, key: s.tls.key } } : {}),
+      }),
       ...(s.advertisedHost ? { advertisedHost: s.advertisedHost } : {}),
       ...(s.rateLimit > 0 ? { rateLimit: { perSecond: s.rateLimit, burst: 2 * s.rateLimit, action: 'drop' as const } } : {}),
       forwardedMethods: FORWARDED_METHODS,
@@ -249,9 +259,9 @@ export class SipHandoff implements CallControl {
     return this.sip.addresses();
   }
 
-  /** Calls proxied to `agent` by this instance and not yet ended. */
+  /** Calls proxied to `agent` by this instance (all its SIP workers) and not yet ended. */
   activeCalls(agent: string): number {
-    return this.activeByAgent.get(agent) ?? 0;
+    return this.slots.count(agent);
   }
 
   /**
@@ -746,16 +756,17 @@ export class SipHandoff implements CallControl {
 
   /** Takes a slot of the agent's `maxConcurrentCalls` (this instance's count); false when full. */
   private take(agent: Agent): boolean {
-    const n = this.activeByAgent.get(agent.name) ?? 0;
-    if (n >= agent.maxConcurrentCalls) return false;
-    this.activeByAgent.set(agent.name, n + 1);
-    this.services.metrics.agentActiveCalls.set({ agent: agent.name }, n + 1);
+    if (!this.slots.take(agent.name, agent.maxConcurrentCalls)) return false;
+    const n = (this.ownByAgent.get(agent.name) ?? 0) + 1;
+    this.ownByAgent.set(agent.name, n);
+    this.services.metrics.agentActiveCalls.set({ agent: agent.name }, n);
     return true;
   }
 
   private release(agent: Agent): void {
-    const n = Math.max(0, (this.activeByAgent.get(agent.name) ?? 0) - 1);
-    this.activeByAgent.set(agent.name, n);
+    this.slots.release(agent.name);
+    const n = Math.max(0, (this.ownByAgent.get(agent.name) ?? 0) - 1);
+    this.ownByAgent.set(agent.name, n);
     this.services.metrics.agentActiveCalls.set({ agent: agent.name }, n);
   }
 

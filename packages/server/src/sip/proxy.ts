@@ -558,10 +558,10 @@ export class StatefulProxy<T> {
   /** True when `uri` names this element: our advertised or bound host, on one of our ports. */
   isOwnUri(uri: SipUri): boolean {
     const host = bareHost(uri.host);
-    const bound = Object.values(this.sip.addresses());
-    if (host !== bareHost(this.sip.transport.advertisedHost) && !bound.some((a) => a && bareHost(a.address) === host)) return false;
+    const bound = this.sip.transport.localAddresses();
+    if (host !== bareHost(this.sip.transport.advertisedHost) && !bound.some((a) => bareHost(a.address) === host)) return false;
     const port = uri.port ?? DEFAULT_PORT[destinationForUri(uri).transport];
-    return bound.some((a) => a?.port === port);
+    return bound.some((a) => a.port === port);
   }
 
   /** The in-dialog request to one side as this proxy sends it (BYE, or the ACK of an orphan 2xx). */

@@ -25,6 +25,8 @@ export interface SipSource {
   readonly localPort: number;
   /** The stream connection it arrived on (0 for UDP): responses go back on it (§18.2.2). */
   readonly connectionId: number;
+  /** Arrived on the front's UDP socket (SIP workers): responses leave from it (RFC 3581 §4). */
+  readonly front?: true;
 }
 
 /**
@@ -37,6 +39,8 @@ export interface SipDestination {
   readonly host: string;
   readonly port: number;
   readonly connectionId?: number;
+  /** UDP: send from the front's socket (a response to a request that arrived there). */
+  readonly front?: true;
 }
 
 /** Told when a message could not be sent (connect failure or timeout, socket error). */
@@ -98,6 +102,12 @@ export interface SipTransportOptions {
   counters?: SipCounters;
   /** Clock for the rate limiter (default: real time). */
   timers?: SipTimers;
+  /**
+   * A SIP worker's front (see workers.ts): the public UDP socket is read by another thread, which
+   * hands this transport its datagrams ({@link SipTransport.inject}); responses to them are given
+   * back to `send` so they leave from the address they were sent to.
+   */
+  front?: { address: string; port: number; send(data: Buffer, port: number, host: string): void };
 }
 
 const DEFAULT_PORT: Record<TransportName, number> = { udp: 5060, tcp: 5060, tls: 5061 };
@@ -118,9 +128,10 @@ export function responseDestination(topVia: Via | null, src: SipSource, forceRpo
   if (transport !== 'udp') {
     return { transport, host: src.remoteAddress, port: topVia?.port ?? DEFAULT_PORT[transport], connectionId: src.connectionId };
   }
-  if (!forceRport && topVia?.maddr) return { transport, host: topVia.maddr, port: topVia.port ?? 5060 };
-  if (forceRport || !topVia || topVia.rport !== undefined) return { transport, host: src.remoteAddress, port: src.remotePort };
-  return { transport, host: src.remoteAddress, port: topVia.port ?? 5060 };
+  const front = src.front ? ({ front: true } as const) : {};
+  if (!forceRport && topVia?.maddr) return { transport, host: topVia.maddr, port: topVia.port ?? 5060, ...front };
+  if (forceRport || !topVia || topVia.rport !== undefined) return { transport, host: src.remoteAddress, port: src.remotePort, ...front };
+  return { transport, host: src.remoteAddress, port: topVia.port ?? 5060, ...front };
 }
 
 /**
@@ -240,6 +251,13 @@ export class SipTransport {
     return { ...this.bound };
   }
 
+  /** Every address that reaches this transport: its listeners and the front it is handed datagrams from. */
+  localAddresses(): Array<{ address: string; port: number }> {
+    const out = Object.values(this.bound);
+    if (this.opts.front) out.push(this.opts.front);
+    return out;
+  }
+
   /** Host for Via sent-by / Record-Route. */
   get advertisedHost(): string {
     if (this.opts.advertisedHost) return this.opts.advertisedHost;
@@ -340,6 +358,23 @@ export class SipTransport {
   /** Start line begins with "SIP/": a response (never rate limited: it answers our request). */
   private static isResponseStart(buf: Buffer): boolean {
     return buf.length >= 4 && buf[0] === 0x53 && buf[1] === 0x49 && buf[2] === 0x50 && buf[3] === 0x2f;
+  }
+
+  /**
+   * A datagram the front read on its socket (already rate limited there): handled as if it had
+   * arrived on this transport, and answered through the front.
+   */
+  inject(buf: Buffer, remoteAddress: string, remotePort: number): void {
+    const front = this.opts.front;
+    if (!front || !this.user) return;
+    const src: SipSource = { transport: 'udp', remoteAddress, remotePort, localAddress: front.address, localPort: front.port, connectionId: 0, front: true };
+    let out;
+    try {
+      out = parseDatagram(buf, this.limits);
+    } catch {
+      out = new SipParseError(0, 'parser failure', undefined, true, 'garbage');
+    }
+    this.deliver(out, src, false);
   }
 
   private onDatagram(buf: Buffer, rinfo: dgram.RemoteInfo): void {
@@ -512,13 +547,17 @@ export class SipTransport {
       return;
     }
     if (dest.transport === 'udp') {
+      const host = dest.host.charCodeAt(0) === 0x5b ? dest.host.slice(1, -1) : dest.host;
+      if (dest.front && this.opts.front) {
+        this.opts.front.send(data, dest.port, host);
+        return;
+      }
       const u = this.udp;
       if (!u) {
         this.counters.dropped('send-failed');
         listener?.onSendError(new Error('no UDP listener'));
         return;
       }
-      const host = dest.host.charCodeAt(0) === 0x5b ? dest.host.slice(1, -1) : dest.host;
       if (listener) u.send(data, dest.port, host, (err) => err && listener.onSendError(err));
       else u.send(data, dest.port, host);
       return;

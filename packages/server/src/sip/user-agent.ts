@@ -121,20 +121,20 @@ export class UserAgent {
   }
 
   /** Sends an INVITE for `called` at the service (`dest`) from `caller`. */
-  invite(dest: SipDestination, called: string, caller: string, headers: Array<[string, string]> = []): UaCall {
+  invite(dest: SipDestination, called: string, caller: string, headers: Array<[string, string]> = [], callId?: string): UaCall {
     const host = dest.host.includes(':') ? `[${dest.host}]` : dest.host;
-    return this.inviteUri(dest, `sip:${called}@${host}:${dest.port}${dest.transport === 'udp' ? '' : `;transport=${dest.transport}`}`, caller, headers);
+    return this.inviteUri(dest, `sip:${called}@${host}:${dest.port}${dest.transport === 'udp' ? '' : `;transport=${dest.transport}`}`, caller, headers, callId);
   }
 
   /** Sends an INVITE with this Request-URI (which may carry URI headers). */
-  inviteUri(dest: SipDestination, uri: string, caller: string, headers: Array<[string, string]> = []): UaCall {
+  inviteUri(dest: SipDestination, uri: string, caller: string, headers: Array<[string, string]> = [], callId = newCallId('127.0.0.1')): UaCall {
     const transport = dest.transport;
     const req = createRequest({
       method: 'INVITE',
       uri,
       from: `<sip:${caller}@127.0.0.1>;tag=${newTag()}`,
       to: `<${uri.replace(/\?.*$/, '')}>`,
-      callId: newCallId('127.0.0.1'),
+      callId,
       cseq: 1,
       contact: `<sip:partner@127.0.0.1:${this.sip.addresses().udp!.port}${transport === 'udp' ? '' : `;transport=${transport}`}>`,
       headers,

@@ -34,6 +34,8 @@ export const CH = {
   b: '+14155550200', // org B's channel, agent bot
   c: '+14155550300', // org C: trunk allow-list without 127.0.0.1
 } as const;
+/** Appended to suite names when the suite runs on SIP worker threads (workers.test.ts). */
+export const WORKERS_LABEL = process.env.HANDOFF_TEST_SIP_WORKERS ? ` (${process.env.HANDOFF_TEST_SIP_WORKERS} SIP workers)` : '';
 export const POOL = { from: '+12125550100', to: '+12125550109' };
 export const BOT_TOKEN = 'bot-runtime-secret-0123456789abcdef';
 export const OPERATOR_TOKEN = 'operator-secret-for-sip-tests-0123456789';
@@ -150,12 +152,22 @@ export async function startFixture(
     HANDOFF_SIP_PORT: '0',
     HANDOFF_LOG_LEVEL: process.env.HANDOFF_TEST_LOG_LEVEL ?? 'silent',
     HANDOFF_CONFIG: configFile,
+    // the whole suite can run on SIP worker threads (npm test runs workers.test.ts that way)
+    ...(process.env.HANDOFF_TEST_SIP_WORKERS ? { HANDOFF_SIP_WORKERS: process.env.HANDOFF_TEST_SIP_WORKERS } : {}),
     HANDOFF_OPERATOR_TOKEN: OPERATOR_TOKEN,
     ...(tls ? { HANDOFF_SIP_TLS_PORT: '0', HANDOFF_SIP_TLS_CERT: tls.cert, HANDOFF_SIP_TLS_KEY: tls.key } : {}),
     ...(backend.name === 'postgres' ? backend.env : {}),
     ...opts.env,
   });
-  const server = await startServer(settings);
+  let server: RunningServer;
+  try {
+    server = await startServer(settings);
+  } catch (err) {
+    await hooks.close();
+    await backend.cleanup();
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
   const keys = { a: a!.privateKeyPem, b: b!.privateKeyPem, c: c!.privateKeyPem };
   const iss = { a: ORG_A, b: ORG_B, c: ORG_C };
   const token = (org: 'a' | 'b' | 'c', o: Partial<MintTokenOptions> = {}) => mintToken({ privateKeyPem: keys[org], iss: iss[org], now: Date.now(), ...o });

@@ -12,7 +12,7 @@ import { parseDatagram } from '../../src/sip/parser.js';
 import { serialize } from '../../src/sip/serializer.js';
 import { UserAgent } from '../../src/sip/user-agent.js';
 import { openSqlite } from '../../src/store/open-store.js';
-import { CH, DOMAIN_A, metric, ORG_A, startFixture, waitFor, type Fixture } from './fixture.js';
+import { CH, DOMAIN_A, metric, ORG_A, startFixture, waitFor, WORKERS_LABEL, type Fixture } from './fixture.js';
 import { agent, assertSippOk } from './scenarios.js';
 import { headerOf, messagesStarting, SKIP_SIPP } from './sipp.js';
 
@@ -20,7 +20,7 @@ async function uuiFor(f: Fixture, transactionId: string): Promise<string> {
   return f.uui({ orgId: ORG_A, scrt2Domain: DOMAIN_A, token: await f.token('a'), transactionId });
 }
 
-describe('overload shedding [sqlite]', () => {
+describe(`overload shedding [sqlite]${WORKERS_LABEL}`, () => {
   let f: Fixture;
   before(async () => {
     f = await startFixture({ env: { HANDOFF_SIP_MAX_PENDING: '1' } });
@@ -62,7 +62,7 @@ describe('overload shedding [sqlite]', () => {
   });
 });
 
-describe('record ends at the BYE [sqlite]', () => {
+describe(`record ends at the BYE [sqlite]${WORKERS_LABEL}`, () => {
   let f: Fixture;
   before(async () => {
     f = await startFixture();
@@ -111,7 +111,7 @@ describe('record ends at the BYE [sqlite]', () => {
   });
 });
 
-describe('shutdown with an answered call', { skip: SKIP_SIPP }, () => {
+describe(`shutdown with an answered call${WORKERS_LABEL}`, { skip: SKIP_SIPP }, () => {
   test('both parties get a BYE with Reason "shutdown"; VC2 ends with disconnectReason shutdown', { timeout: 60_000 }, async () => {
     const f = await startFixture();
     const ua = await UserAgent.start();
@@ -122,7 +122,7 @@ describe('shutdown with an answered call', { skip: SKIP_SIPP }, () => {
       const leg = await waitFor(async () => (await f.handoffCalls()).find((c) => c.handoff?.['transactionId'] === 'tx-shutdown' && c.status === 'Answered'));
       assert.ok(leg, 'answered');
       // the partner's ACK first (this UA shares the service's event loop): the agent expects it before a BYE
-      await waitFor(() => (f.server.sip.sip.counters.snapshot().sentRequests['ACK'] ?? 0) >= 1);
+      await waitFor(async () => (await metric(f, /handoff_sip_requests_total\{direction="out",method="ACK"\} (\d+)/)) >= 1);
       await f.stopServer();
       await call.byeArrived;
       const run = await bot.done;

@@ -195,3 +195,39 @@ describe('UDP flood', () => {
     }
   });
 });
+
+describe('UDP front (SIP workers)', () => {
+  test('an injected datagram is answered through the front, from the address it was sent to; others are not', async () => {
+    const sent: Array<{ text: string; port: number; host: string }> = [];
+    const server = await startServer({
+      front: { address: LOCAL, port: 5999, send: (data, port, host) => sent.push({ text: data.toString('latin1'), port, host }) },
+    });
+    const direct = dgram.createSocket('udp4');
+    const got: string[] = [];
+    direct.on('message', (m) => got.push(m.toString('latin1')));
+    await new Promise<void>((r) => direct.bind(0, LOCAL, () => r()));
+    try {
+      // handed in by the front: answered through it, to the source the front saw
+      server.transport.inject(optionsRequest('UDP'), '192.0.2.7', 40000);
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(sent.length, 1);
+      assert.match(sent[0]!.text, /^SIP\/2\.0 200 /);
+      assert.deepEqual([sent[0]!.host, sent[0]!.port], ['192.0.2.7', 40000]);
+      assert.match(sent[0]!.text, /received=192\.0\.2\.7/, 'Via stamped with the real source');
+      // garbage handed in is dropped like garbage read from a socket
+      server.transport.inject(Buffer.from('\x00\x01 not SIP'), '192.0.2.7', 40000);
+      // sent to the worker's own port: answered from it, not through the front
+      direct.send(optionsRequest('UDP'), server.addresses().udp!.port, LOCAL);
+      const until = Date.now() + 1000;
+      while (got.length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(got.length, 1);
+      assert.match(got[0]!, /^SIP\/2\.0 200 /);
+      assert.equal(sent.length, 1, 'nothing more went through the front');
+      // the front's address is one of this element's own (a Request-URI naming it is not forwarded)
+      assert.ok(server.transport.localAddresses().some((a) => a.port === 5999));
+    } finally {
+      direct.close();
+      await server.close();
+    }
+  });
+});

@@ -42,6 +42,16 @@ describe('settings from the environment', () => {
     assert.equal(loadSettings({}).sip.timerCSeconds, 181);
     assert.equal(loadSettings({ HANDOFF_SIP_TIMER_C_SECONDS: '30' }).sip.timerCSeconds, 30);
     for (const bad of ['0', '3601', 'soon', '1.5']) assert.throws(() => loadSettings({ HANDOFF_SIP_TIMER_C_SECONDS: bad }), /HANDOFF_SIP_TIMER_C_SECONDS/);
+    // SIP workers: one by default; their own ports 100 above the SIP port, or free ones when it is 0
+    assert.equal(loadSettings({}).sip.workers, 1);
+    assert.equal(loadSettings({}).sip.workerPort, 5160);
+    assert.equal(loadSettings({ HANDOFF_SIP_PORT: '0' }).sip.workerPort, 0);
+    assert.deepEqual(
+      (({ workers, workerPort }) => ({ workers, workerPort }))(loadSettings({ HANDOFF_SIP_WORKERS: '4', HANDOFF_SIP_WORKER_PORT: '6000' }).sip),
+      { workers: 4, workerPort: 6000 },
+    );
+    for (const bad of ['0', '65', 'two', '1.5', '-2']) assert.throws(() => loadSettings({ HANDOFF_SIP_WORKERS: bad }), /HANDOFF_SIP_WORKERS/);
+    for (const bad of ['70000', 'x', '-1']) assert.throws(() => loadSettings({ HANDOFF_SIP_WORKER_PORT: bad }), /HANDOFF_SIP_WORKER_PORT/);
   });
 });
 

@@ -23,7 +23,7 @@ export default async function opsRoutes(app: FastifyInstance, opts: { services: 
       request.log.warn({ err }, 'pool statistics unavailable');
     }
     reply.type(opts.services.metrics.registry.contentType);
-    return opts.services.metrics.registry.metrics();
+    return opts.services.metrics.render();
   });
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());

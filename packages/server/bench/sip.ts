@@ -292,7 +292,7 @@ async function serverCounters(httpUrl: string): Promise<Record<string, number>> 
   try {
     const text = await (await fetch(`${httpUrl}/metrics`)).text();
     for (const line of text.split('\n')) {
-      const m = /^(handoff_sip_(?:requests|responses|dropped|retransmissions|parse_errors)_total|handoff_resolutions_total)(\{[^}]*\})?\s+(\S+)$/.exec(line);
+      const m = /^(handoff_sip_(?:requests|responses|dropped|retransmissions|parse_errors|overload_rejections)_total|handoff_resolutions_total)(\{[^}]*\})?\s+(\S+)$/.exec(line);
       if (!m) continue;
       const value = Number(m[3]);
       const name = m[1]!.replace(/^handoff_/, '').replace(/_total$/, '');
@@ -304,6 +304,8 @@ async function serverCounters(httpUrl: string): Promise<Record<string, number>> 
       if (name === 'resolutions' && outcome && path?.startsWith('sip')) out[`resolutions_${path}_${outcome}`] = (out[`resolutions_${path}_${outcome}`] ?? 0) + value;
       const reason = /reason="([^"]+)"/.exec(m[2] ?? '')?.[1];
       if (name === 'sip_dropped' && reason) out[`sip_dropped_${reason}`] = (out[`sip_dropped_${reason}`] ?? 0) + value;
+      const cause = /cause="([^"]+)"/.exec(m[2] ?? '')?.[1];
+      if (name === 'sip_overload_rejections' && cause) out[`sip_overload_rejections_${cause}`] = (out[`sip_overload_rejections_${cause}`] ?? 0) + value;
     }
     for (const m of text.matchAll(/^handoff_nodejs_gc_duration_seconds_sum\{kind="([a-z_]+)"\}\s+(\S+)$/gm)) out[`gc_seconds_${m[1]}`] = Number(m[2]);
   } catch {
@@ -743,8 +745,14 @@ async function runStep(path: PathName, rate: number, ctx: PathContext, work: str
   const messages = uacStats.messages + uasStats.messages;
   const retransPercent = messages > 0 ? +(((uacStats.retransmissions + uasStats.retransmissions) / messages) * 100).toFixed(3) : 0;
   const why: string[] = [];
-  if (uacStats.failed > 0) why.push(`${uacStats.failed} of ${calls} calls failed`);
-  else if (uacStats.successful < calls) why.push(`${calls - uacStats.successful} of ${calls} calls did not complete`);
+  if (uacStats.failed > 0) {
+    // Handoff's own overload refusals (503 at once), by cause, when it said so
+    const shed = ctx.service ? counterDelta(counters0, counters1) : {};
+    const causes = Object.entries(shed)
+      .filter(([k, v]) => k.startsWith('sip_overload_rejections_') && v > 0)
+      .map(([k, v]) => `${v} ${k.slice('sip_overload_rejections_'.length)}`);
+    why.push(`${uacStats.failed} of ${calls} calls failed${causes.length ? ` (shed by Handoff: ${causes.join(', ')})` : ''}`);
+  } else if (uacStats.successful < calls) why.push(`${calls - uacStats.successful} of ${calls} calls did not complete`);
   if (uacExit.code !== 0 && uacStats.failed === 0) why.push(`partner sipp exit ${uacExit.code}`);
   if (uasStats.failed > 0) why.push(`${uasStats.failed} failed at the agent`);
   if (retransPercent >= MAX_RETRANS_PERCENT) why.push(`retransmissions ${retransPercent}%`);

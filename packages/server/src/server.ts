@@ -60,7 +60,9 @@ export function createLogger(level: string): Logger {
 export async function startServer(settings: Settings, opts: { clock?: Clock; logger?: Logger } = {}): Promise<RunningServer> {
   const clock = opts.clock ?? systemClock;
   const logger = opts.logger ?? createLogger(settings.logLevel);
-  const store = await openStore({ databaseUrl: settings.databaseUrl, sqliteFile: `${settings.dataDir}/handoff.sqlite` });
+  // SIP workers write the same SQLite file from other threads: they wait for each other's writes without blocking (store/write-lock.ts)
+  const writeLock = settings.sip.workers > 1 ? new SharedArrayBuffer(4) : undefined;
+  const store = await openStore({ databaseUrl: settings.databaseUrl, sqliteFile: `${settings.dataDir}/handoff.sqlite`, ...(writeLock ? { writeLock } : {}) });
   let ready = false;
   let app: FastifyInstance | undefined;
   let sweeper: NodeJS.Timeout | undefined;
@@ -102,7 +104,7 @@ export async function startServer(settings: Settings, opts: { clock?: Clock; log
     const trunks = trunkAllowLists(provisioning);
     sip =
       settings.sip.workers > 1
-        ? new SipWorkerPool({ settings, logger, metrics: services.metrics, trunks })
+        ? new SipWorkerPool({ settings, logger, metrics: services.metrics, trunks, writeLock: writeLock! })
         : new SipHandoff({
             services,
             logger,

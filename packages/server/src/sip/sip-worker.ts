@@ -22,7 +22,7 @@ const post = (m: FromWorker, transfer?: ArrayBuffer[]) => port.postMessage(m, tr
 
 async function main(): Promise<void> {
   const logger = createLogger(settings.logLevel).child({ sipWorker: index });
-  const store = await openStore({ databaseUrl: settings.databaseUrl, sqliteFile: `${settings.dataDir}/handoff.sqlite` });
+  const store = await openStore({ databaseUrl: settings.databaseUrl, sqliteFile: `${settings.dataDir}/handoff.sqlite`, writeLock: data.writeLock });
   const services = createServices(store, systemClock, {
     acceptedAudiences: settings.acceptedAudiences,
     metrics: new Metrics({ defaultMetrics: false }),

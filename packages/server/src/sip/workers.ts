@@ -34,6 +34,8 @@ export interface SipWorkerData {
   /** Trunk allow-lists by 15-char org ID, as written in the provisioning. */
   trunks: Array<[string, string[]]>;
   slots: SharedArrayBuffer;
+  /** The SQLite write lock of the process (store/write-lock.ts). */
+  writeLock: SharedArrayBuffer;
   /** The public UDP address the front reads. */
   front: { address: string; port: number };
 }
@@ -141,6 +143,8 @@ export interface SipWorkerPoolOptions {
   /** The main thread's metrics: the workers' are added to them at each scrape. */
   metrics: Metrics;
   trunks: Array<[string, string[]]>;
+  /** The main thread's SQLite write lock, shared with the workers' connections. */
+  writeLock: SharedArrayBuffer;
 }
 
 /**
@@ -148,7 +152,7 @@ export interface SipWorkerPoolOptions {
  * of the service needs of the SIP ingress (addresses, escalation, agents' counts, close).
  *
  * @example
- * const sip = new SipWorkerPool({ settings, logger, metrics: services.metrics, trunks: [] });
+ * const sip = new SipWorkerPool({ settings, logger, metrics: services.metrics, trunks: [], writeLock });
  * await sip.start();                       // settings.sip.workers threads, the front on HANDOFF_SIP_PORT
  * services.escalation.callControl = sip;   // endCall asks every worker
  * await sip.close();
@@ -202,7 +206,7 @@ export class SipWorkerPool implements CallControl {
     try {
       const ready = [];
       for (let index = 0; index < count; index++) {
-        const data: SipWorkerData = { index, count, settings, trunks: this.opts.trunks, slots: this.slots.buffer, front: this.frontAddress };
+        const data: SipWorkerData = { index, count, settings, trunks: this.opts.trunks, slots: this.slots.buffer, writeLock: this.opts.writeLock, front: this.frontAddress };
         const w = new Worker(new URL('./sip-worker.js', import.meta.url), { workerData: data });
         this.workers.push(w);
         w.once('exit', () => this.exited.add(w));

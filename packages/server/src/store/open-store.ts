@@ -7,10 +7,13 @@ import pg from 'pg';
 import { KyselyStore } from './kysely-store.js';
 import { SqliteCheckpointer, WRITER_AUTOCHECKPOINT_PAGES } from './sqlite-checkpointer.js';
 import type { Database } from './schema.js';
+import { WriteLock } from './write-lock.js';
 
 export interface SqliteOptions {
   /** Path of the database file, or ':memory:'. */
   file: string;
+  /** Shared with the other threads of this process that write the same file (SIP workers): see write-lock.ts. */
+  writeLock?: SharedArrayBuffer;
 }
 
 export interface PostgresOptions {
@@ -25,20 +28,48 @@ export interface PostgresOptions {
  * to upgrade (SQLITE_BUSY, which busy_timeout does not retry). BEGIN IMMEDIATE queues writers instead.
  */
 class ImmediateSqliteDriver extends SqliteDriver {
+  /** Whether this connection holds the process's write lock (one transaction at a time per connection). */
+  private holding = false;
+
   constructor(
     cfg: ConstructorParameters<typeof SqliteDriver>[0],
     private readonly checkpointer: SqliteCheckpointer | null,
+    private readonly lock: WriteLock | null,
   ) {
     super(cfg);
   }
 
   override async beginTransaction(connection: DatabaseConnection): Promise<void> {
-    await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+    if (this.lock) this.holding = await this.lock.acquire();
+    try {
+      await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+    } catch (err) {
+      this.unlock();
+      throw err;
+    }
   }
 
   override async commitTransaction(connection: DatabaseConnection): Promise<void> {
-    await super.commitTransaction(connection);
+    try {
+      await super.commitTransaction(connection);
+    } finally {
+      this.unlock();
+    }
     this.checkpointer?.committed();
+  }
+
+  override async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
+    try {
+      await super.rollbackTransaction(connection);
+    } finally {
+      this.unlock();
+    }
+  }
+
+  private unlock(): void {
+    if (!this.holding) return;
+    this.holding = false;
+    this.lock!.release();
   }
 }
 
@@ -46,11 +77,12 @@ class ImmediateSqliteDialect extends SqliteDialect {
   constructor(
     private readonly cfg: ConstructorParameters<typeof SqliteDialect>[0],
     private readonly checkpointer: SqliteCheckpointer | null,
+    private readonly lock: WriteLock | null,
   ) {
     super(cfg);
   }
   override createDriver() {
-    return new ImmediateSqliteDriver(this.cfg, this.checkpointer);
+    return new ImmediateSqliteDriver(this.cfg, this.checkpointer, this.lock);
   }
 }
 
@@ -90,7 +122,8 @@ export function openSqlite(opts: SqliteOptions): KyselyStore {
     database.pragma(`wal_autocheckpoint = ${WRITER_AUTOCHECKPOINT_PAGES}`);
     checkpointer = new SqliteCheckpointer(database.name);
   }
-  const db = new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: withStatementCache(database) }, checkpointer) });
+  const lock = opts.writeLock ? new WriteLock(opts.writeLock) : null;
+  const db = new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: withStatementCache(database) }, checkpointer, lock) });
   return new KyselyStore(db, 'sqlite', db);
 }
 
@@ -150,7 +183,7 @@ export async function openPostgres(opts: PostgresOptions): Promise<KyselyStore> 
  * Picks the backend: a postgres:// URL selects PostgreSQL (a `schema` query parameter selects the
  * schema); otherwise SQLite in the given file.
  */
-export async function openStore(opts: { databaseUrl?: string | undefined; sqliteFile: string }): Promise<KyselyStore> {
+export async function openStore(opts: { databaseUrl?: string | undefined; sqliteFile: string; writeLock?: SharedArrayBuffer }): Promise<KyselyStore> {
   const url = opts.databaseUrl;
   if (url && /^postgres(ql)?:\/\//i.test(url)) {
     const parsed = new URL(url);
@@ -159,5 +192,5 @@ export async function openStore(opts: { databaseUrl?: string | undefined; sqlite
     return openPostgres({ url: parsed.toString(), ...(schema ? { schema } : {}) });
   }
   if (url) throw new Error(`HANDOFF_DATABASE_URL must be a postgres:// URL (got a ${url.split(':')[0]}: URL)`);
-  return openSqlite({ file: opts.sqliteFile });
+  return openSqlite({ file: opts.sqliteFile, ...(opts.writeLock ? { writeLock: opts.writeLock } : {}) });
 }

@@ -11,7 +11,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { tortureDir } from '../sip/helpers.js';
 import { newVoiceCallId, toId18 } from '../../src/domain/ids.js';
-import { BOT_TOKEN, CH, DOMAIN_A, DOMAIN_B, ORG_A, ORG_B, POOL, startFixture, waitFor, WORKERS_LABEL, type Fixture } from './fixture.js';
+import { BOT_TOKEN, CH, DOMAIN_A, DOMAIN_B, metric, ORG_A, ORG_B, POOL, startFixture, waitFor, WORKERS_LABEL, type Fixture } from './fixture.js';
 import { UserAgent as NodeUa } from '../../src/sip/user-agent.js';
 import { agent, assertRecordsConsistent, assertSippOk, legsOf, numberPathJourney, partner, receivedInvite, uuiPathJourney } from './scenarios.js';
 import { SKIP_SIPP, headerOf, messagesStarting, type SippResult } from './sipp.js';
@@ -260,8 +260,13 @@ describe(`SIP hand-off with sipp [sqlite]${WORKERS_LABEL}`, { skip: SKIP_SIPP },
       const vc1 = await f.createCall();
       const uui = f.uui({ orgId: ORG_A, scrt2Domain: DOMAIN_A, token: await f.token('a'), callId: vc1, transactionId: 'tx-direct-bye' });
       const dest = { transport: 'udp' as const, host: '127.0.0.1', port: f.sip.udp };
+      const acks = () => metric(f, /handoff_sip_requests_total\{direction="out",method="ACK"\} (\d+)/);
+      const acked = await acks();
       const call = ua.invite(dest, CH.main, '+14155559004', [['User-to-User', uui]]);
       assert.equal((await call.final).status, 200);
+      // The ACK follows the Record-Route; this BYE goes to the public port: with SIP workers through
+      // the front, a path the ACK does not take, so it could overtake it (UDP keeps no order)
+      assert.ok(await waitFor(async () => (await acks()) > acked), 'the ACK reached the agent');
       assert.equal((await call.bye({ uri: `sip:${CH.main}@127.0.0.1:${f.sip.udp}`, dest })).status, 200);
       assertSippOk(await bot.done, 'agent got the BYE');
       const [leg] = await legsOf(f, vc1, (l) => l.status === 'Ended');

@@ -189,7 +189,7 @@ class Connection {
  * The UDP socket's resolver: an IP literal (every destination but a configured agent host name) is
  * its own address. dns.lookup answers literals too, but a tick later, for every datagram sent.
  */
-function lookupLiteral(host: string, options: dns.LookupOneOptions, callback: (err: NodeJS.ErrnoException | null, address: string, family: number) => void): void {
+export function lookupLiteral(host: string, options: dns.LookupOneOptions, callback: (err: NodeJS.ErrnoException | null, address: string, family: number) => void): void {
   const family = net.isIP(host);
   if (family) callback(null, host, family);
   else dns.lookup(host, options, callback);

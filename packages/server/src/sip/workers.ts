@@ -25,6 +25,7 @@ import { SharedAgentSlots } from './agent-slots.js';
 import { SipCounters } from './counters.js';
 import { RateLimiter } from './rate-limit.js';
 import { realTimers } from './timers.js';
+import { lookupLiteral } from './transport.js';
 
 /** What a worker thread is started with (structured-cloned). */
 export interface SipWorkerData {
@@ -182,7 +183,7 @@ export class SipWorkerPool implements CallControl {
   async start(): Promise<void> {
     const { settings, logger } = this.opts;
     const host = settings.sipHost;
-    const sock = dgram.createSocket({ type: net.isIPv6(host) ? 'udp6' : 'udp4' });
+    const sock = dgram.createSocket({ type: net.isIPv6(host) ? 'udp6' : 'udp4', lookup: lookupLiteral });
     await new Promise<void>((resolve, reject) => {
       sock.once('error', reject);
       sock.bind(settings.sipPort, host, () => {

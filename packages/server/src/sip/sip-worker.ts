@@ -97,10 +97,16 @@ async function main(): Promise<void> {
         return;
       case 'close':
         void (async () => {
-          await sip.close();
-          await services.webhooks.stop();
-          await store.close();
-          post({ t: 'closed' });
+          try {
+            await sip.close();
+            await services.webhooks.stop();
+            await store.close();
+          } catch (err) {
+            logger.error({ err }, 'SIP worker shutdown failed');
+          } finally {
+            // whatever failed, the main thread must not wait for this worker forever
+            post({ t: 'closed' });
+          }
         })();
         return;
     }

@@ -21,6 +21,7 @@ import { splitList } from './headers.js';
 import type { SipRequest } from './message.js';
 import { IN_DIALOG_METHODS, StatefulProxy, type ProxyCall, type ProxyCallEvents } from './proxy.js';
 import { LocalAgentSlots, type AgentSlots } from './agent-slots.js';
+import { ingressRateLimit } from './rate-limit.js';
 import { SipError, SipServer, type SipServerOptions } from './sip-server.js';
 import type { ServerTransaction, TransactionOptions } from './transactions.js';
 import type { SipSource } from './transport.js';
@@ -220,6 +221,7 @@ export class SipHandoff implements CallControl {
     this.settings = s;
     this.trunks = opts.trunks ?? new Map();
     this.slots = opts.agentSlots ?? new LocalAgentSlots();
+    const rateLimit = ingressRateLimit(s.rateLimit);
     this.sip = new SipServer({
       ...(opts.listen ?? {
         udp: { host: s.host, port: s.port },
@@ -227,7 +229,7 @@ export class SipHandoff implements CallControl {
         ...(s.tls ? { tls: { host: s.host, port: s.tls.port, cert: s.tls.cert, key: s.tls.key } } : {}),
       }),
       ...(s.advertisedHost ? { advertisedHost: s.advertisedHost } : {}),
-      ...(s.rateLimit > 0 ? { rateLimit: { perSecond: s.rateLimit, burst: 2 * s.rateLimit, action: 'drop' as const } } : {}),
+      ...(rateLimit ? { rateLimit } : {}),
       forwardedMethods: FORWARDED_METHODS,
       transaction: { ...opts.transaction, retransmit2xx: false },
     });

@@ -14,6 +14,14 @@ export interface RateLimitOptions {
   maxSources?: number;
 }
 
+/**
+ * The ingress's limit for HANDOFF_SIP_RATE_LIMIT (requests per second per source; 0: none): a burst
+ * of twice that, and drops. One policy for the hand-off's transport and the SIP workers' front.
+ */
+export function ingressRateLimit(perSecond: number): RateLimitOptions | null {
+  return perSecond > 0 ? { perSecond, burst: 2 * perSecond, action: 'drop' } : null;
+}
+
 interface Bucket {
   tokens: number;
   at: number;

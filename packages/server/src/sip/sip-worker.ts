@@ -111,8 +111,7 @@ async function main(): Promise<void> {
         return;
     }
   });
-  const a = sip.addresses();
-  post({ t: 'ready', addresses: { ...(a.udp ? { udp: a.udp } : {}), ...(a.tcp ? { tcp: a.tcp } : {}), ...(a.tls ? { tls: a.tls } : {}) } });
+  post({ t: 'ready', addresses: sip.addresses() });
 }
 
 main().catch((err: unknown) => post({ t: 'failed', message: err instanceof Error ? err.message : String(err) }));

@@ -149,6 +149,11 @@ function stampVia(req: SipRequest, src: SipSource): void {
   req.headers.replaceFirst('via', text);
 }
 
+/** Start line begins with "SIP/": a response (never rate limited: it answers our request). */
+export function isResponseStart(buf: Uint8Array): boolean {
+  return buf.length >= 4 && buf[0] === 0x53 && buf[1] === 0x49 && buf[2] === 0x50 && buf[3] === 0x2f;
+}
+
 let nextConnectionId = 1;
 
 class Connection {
@@ -355,10 +360,6 @@ export class SipTransport {
     this.bound[t] = { address: a.address, port: a.port };
   }
 
-  /** Start line begins with "SIP/": a response (never rate limited: it answers our request). */
-  private static isResponseStart(buf: Buffer): boolean {
-    return buf.length >= 4 && buf[0] === 0x53 && buf[1] === 0x49 && buf[2] === 0x50 && buf[3] === 0x2f;
-  }
 
   /**
    * A datagram the front read on its socket (already rate limited there): handled as if it had
@@ -367,14 +368,7 @@ export class SipTransport {
   inject(buf: Buffer, remoteAddress: string, remotePort: number): void {
     const front = this.opts.front;
     if (!front || !this.user) return;
-    const src: SipSource = { transport: 'udp', remoteAddress, remotePort, localAddress: front.address, localPort: front.port, connectionId: 0, front: true };
-    let out;
-    try {
-      out = parseDatagram(buf, this.limits);
-    } catch {
-      out = new SipParseError(0, 'parser failure', undefined, true, 'garbage');
-    }
-    this.deliver(out, src, false);
+    this.receive(buf, { transport: 'udp', remoteAddress, remotePort, localAddress: front.address, localPort: front.port, connectionId: 0, front: true }, false);
   }
 
   private onDatagram(buf: Buffer, rinfo: dgram.RemoteInfo): void {
@@ -387,13 +381,18 @@ export class SipTransport {
       connectionId: 0,
     };
     let limited = false;
-    if (this.limiter && !SipTransport.isResponseStart(buf) && !this.limiter.allow(rinfo.address)) {
+    if (this.limiter && !isResponseStart(buf) && !this.limiter.allow(rinfo.address)) {
       if (this.limiter.options.action === 'drop') {
         this.counters.dropped('rate-limited');
         return;
       }
       limited = true;
     }
+    this.receive(buf, src, limited);
+  }
+
+  /** Parses a datagram and delivers it (or its parse error). */
+  private receive(buf: Buffer, src: SipSource, limited: boolean): void {
     let out;
     try {
       out = parseDatagram(buf, this.limits);

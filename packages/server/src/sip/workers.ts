@@ -23,14 +23,13 @@ import type { PeerMetrics, Metrics } from '../metrics.js';
 import type { CallControl } from '../services/escalation.js';
 import { SharedAgentSlots } from './agent-slots.js';
 import { SipCounters } from './counters.js';
-import { RateLimiter } from './rate-limit.js';
+import { ingressRateLimit, RateLimiter } from './rate-limit.js';
 import { realTimers } from './timers.js';
-import { lookupLiteral } from './transport.js';
+import { isResponseStart, lookupLiteral } from './transport.js';
 
 /** What a worker thread is started with (structured-cloned). */
 export interface SipWorkerData {
   index: number;
-  count: number;
   settings: Settings;
   /** Trunk allow-lists by 15-char org ID, as written in the provisioning. */
   trunks: Array<[string, string[]]>;
@@ -176,8 +175,8 @@ export class SipWorkerPool implements CallControl {
 
   constructor(opts: SipWorkerPoolOptions) {
     this.opts = opts;
-    const rate = opts.settings.sip.rateLimit;
-    this.limiter = rate > 0 ? new RateLimiter({ perSecond: rate, burst: 2 * rate, action: 'drop' }, realTimers) : undefined;
+    const limit = ingressRateLimit(opts.settings.sip.rateLimit);
+    this.limiter = limit ? new RateLimiter(limit, realTimers) : undefined;
   }
 
   async start(): Promise<void> {
@@ -207,7 +206,7 @@ export class SipWorkerPool implements CallControl {
     try {
       const ready = [];
       for (let index = 0; index < count; index++) {
-        const data: SipWorkerData = { index, count, settings, trunks: this.opts.trunks, slots: this.slots.buffer, writeLock: this.opts.writeLock, front: this.frontAddress };
+        const data: SipWorkerData = { index, settings, trunks: this.opts.trunks, slots: this.slots.buffer, writeLock: this.opts.writeLock, front: this.frontAddress };
         const w = new Worker(new URL('./sip-worker.js', import.meta.url), { workerData: data });
         this.workers.push(w);
         w.once('exit', () => this.exited.add(w));
@@ -225,8 +224,8 @@ export class SipWorkerPool implements CallControl {
           }),
         );
       }
-      const addresses = await Promise.all(ready);
-      this.streams = { tcp: addresses[0]!.tcp, ...(addresses[0]!.tls ? { tls: addresses[0]!.tls } : {}) } as Addresses;
+      const { tcp, tls } = (await Promise.all(ready))[0]!;
+      this.streams = { ...(tcp ? { tcp } : {}), ...(tls ? { tls } : {}) };
     } catch (err) {
       await this.close();
       throw err;
@@ -287,8 +286,7 @@ export class SipWorkerPool implements CallControl {
   }
 
   private onDatagram(buf: Buffer, rinfo: dgram.RemoteInfo): void {
-    const isResponse = buf.length >= 4 && buf[0] === 0x53 && buf[1] === 0x49 && buf[2] === 0x50 && buf[3] === 0x2f;
-    if (this.limiter && !isResponse && !this.limiter.allow(rinfo.address)) {
+    if (this.limiter && !isResponseStart(buf) && !this.limiter.allow(rinfo.address)) {
       this.counters.dropped('rate-limited');
       return;
     }

@@ -23,7 +23,8 @@ async function withServices<T>(fn: (s: Services) => Promise<T>): Promise<T> {
 /** A plain aligned table for people; --json gives the rows to scripts. */
 export function table(rows: Record<string, unknown>[], columns: string[]): string {
   const cells = [columns, ...rows.map((r) => columns.map((c) => String(r[c] ?? '')))];
-  const widths = columns.map((_, i) => Math.max(...cells.map((row) => row[i]!.length)));
+  // reduce, not Math.max(...): `handoff leases` may print more rows than a call's arguments may hold.
+  const widths = columns.map((_, i) => cells.reduce((w, row) => Math.max(w, row[i]!.length), 0));
   return cells.map((row) => row.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n') + '\n';
 }
 

@@ -1,7 +1,7 @@
 import type { Clock } from '../domain/clock.js';
 import { isE164 } from '../domain/e164.js';
 import { HandoffError } from '../domain/errors.js';
-import { expandRange, MAX_NUMBERS_PER_ADD, parseNumberCsv } from '../domain/number-list.js';
+import { expandRange, MAX_NUMBERS_PER_ADD, parseNumberCsv, rangeSize } from '../domain/number-list.js';
 import type { Store } from '../store/store.js';
 import type { PoolNumber } from '../store/types.js';
 import type { LeaseService } from './lease-service.js';
@@ -41,19 +41,24 @@ export class PoolAdmin {
     });
   }
 
-  /** Adds numbers (one by one, ranges, CSV text) to a pool, creating it; returns how many were new. */
+  /**
+   * Adds numbers (one by one, ranges, CSV text) to a pool, creating it; returns how many were new.
+   * The total is checked before any range is expanded, and nothing is added when a number is refused.
+   */
   async add(countryRaw: string, input: AddNumbersInput): Promise<{ added: number; given: number }> {
     if (!/^[A-Za-z]{2}$/.test(countryRaw)) throw new HandoffError('INVALID_FIELD', 'country: must be an ISO 3166-1 alpha-2 code', { details: { field: 'country' } });
     const numbers = [...(input.numbers ?? [])];
     for (const n of numbers) {
       if (!isE164(n)) throw new HandoffError('INVALID_FIELD', `numbers: "${String(n).slice(0, 32)}" is not an E.164 number`, { details: { field: 'numbers' } });
     }
-    for (const r of input.ranges ?? []) numbers.push(...expandRange(r.from, r.to));
-    if (input.csv !== undefined) numbers.push(...parseNumberCsv(input.csv));
+    const ranges = input.ranges ?? [];
+    let total = numbers.length;
+    for (const r of ranges) total += rangeSize(r.from, r.to);
+    if (total > MAX_NUMBERS_PER_ADD) throw new HandoffError('INVALID_REQUEST', `At most ${MAX_NUMBERS_PER_ADD} numbers at once`);
+    for (const r of ranges) expandRange(r.from, r.to, numbers);
+    if (input.csv !== undefined) parseNumberCsv(input.csv, numbers, MAX_NUMBERS_PER_ADD);
     if (numbers.length === 0) throw new HandoffError('INVALID_REQUEST', 'Give numbers, ranges or csv');
-    if (numbers.length > MAX_NUMBERS_PER_ADD) throw new HandoffError('INVALID_REQUEST', `At most ${MAX_NUMBERS_PER_ADD} numbers at once`);
-    const channels = await Promise.all(numbers.slice(0, 10_000).map((n) => this.store.getChannelByNumber(n)));
-    const clash = channels.find((c) => c !== null);
+    const clash = await this.store.channelAmong(numbers);
     if (clash) throw new HandoffError('CONFLICT', `${clash.number} is the address of channel ${clash.devName}; a channel number cannot be leased`);
     const added = await this.store.addPoolNumbers(countryRaw.toUpperCase(), numbers, this.clock.now());
     this.refs.clear();

@@ -66,6 +66,8 @@ export async function applyProvisioning(store: Store, p: Provisioning, now: numb
         if (holder && (holder.orgId !== orgId || holder.devName !== ch.devName)) {
           throw new ConfigError(`orgs.${i}.channels.${j}.number: ${ch.number} already belongs to channel ${holder.devName}`);
         }
+        const pooled = await tx.getPoolNumber(ch.number);
+        if (pooled) throw new ConfigError(`orgs.${i}.channels.${j}.number: ${ch.number} is a number of the ${pooled.country} pool; a channel number cannot be leased`);
         count(
           await tx.upsertChannel({ orgId, devName: ch.devName, number: ch.number, callCenterApiName: ch.callCenter ?? null, flowName: ch.flow ?? null }, now),
           orgId,
@@ -91,9 +93,12 @@ export async function applyProvisioning(store: Store, p: Provisioning, now: numb
         ),
       );
     }
-    for (const pool of p.pools ?? []) {
+    for (const [i, pool] of (p.pools ?? []).entries()) {
+      const numbers = expandPoolNumbers(pool);
+      const clash = await tx.channelAmong(numbers);
+      if (clash) throw new ConfigError(`pools.${i}: ${clash.number} is the address of channel ${clash.devName}; a channel number cannot be leased`);
       count(await tx.ensurePool(pool.country, now));
-      count(await tx.addPoolNumbers(pool.country, expandPoolNumbers(pool), now));
+      count(await tx.addPoolNumbers(pool.country, numbers, now));
     }
     return { changed, touchedOrgs: [...touched] };
   });

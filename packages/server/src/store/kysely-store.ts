@@ -362,6 +362,15 @@ export class KyselyStore implements Store {
     return r ? toChannel(r) : null;
   }
 
+  async channelAmong(numbers: readonly string[]): Promise<Channel | null> {
+    // Chunked so one statement stays under SQLite's bound-parameter limit.
+    for (let i = 0; i < numbers.length; i += 500) {
+      const r = await this.db.selectFrom('channels').selectAll().where('number', 'in', numbers.slice(i, i + 500)).limit(1).executeTakeFirst();
+      if (r) return toChannel(r);
+    }
+    return null;
+  }
+
   async listChannels(orgId: string): Promise<Channel[]> {
     return (await this.db.selectFrom('channels').selectAll().where('org_id', '=', orgId).orderBy('dev_name').execute()).map(toChannel);
   }

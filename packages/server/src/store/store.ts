@@ -50,6 +50,8 @@ export interface Store {
   upsertChannel(ch: ChannelInput, now: number): Promise<boolean>;
   getChannel(orgId: string, devName: string): Promise<Channel | null>;
   getChannelByNumber(number: string): Promise<Channel | null>;
+  /** A channel whose number is one of `numbers` (any, when several are), or null. */
+  channelAmong(numbers: readonly string[]): Promise<Channel | null>;
   listChannels(orgId: string): Promise<Channel[]>;
 
   upsertFlow(flow: FlowInput, now: number): Promise<boolean>;

@@ -117,6 +117,43 @@ for (const backend of BACKENDS) {
         assert.deepEqual((await op('GET', '/admin/v1/pools')).json(), before);
       });
 
+      test('a range larger than a call may spread is added whole, and reservations go on over it', async () => {
+        const r = await op('POST', '/admin/v1/pools/CA/numbers', { ranges: [{ from: '+16135550000', to: '+16135699999' }] });
+        assert.equal(r.statusCode, 200, r.body);
+        assert.deepEqual(r.json(), { added: 150_000, given: 150_000 });
+        const ca = (await op('GET', '/admin/v1/pools')).json().pools.find((p: { country: string }) => p.country === 'CA');
+        assert.equal(ca.active, 150_000);
+        const res = await h.app.inject({
+          method: 'POST',
+          url: '/telephony/v1/voiceCalls/reserveRoutableNumber',
+          headers: { authorization: `Bearer ${tokA}`, 'content-type': 'application/json' },
+          payload: { countryCode: 'CA', fromNumber: caller(), scrt2Domain: 'acme.my.example.com', toNumber: CHANNEL_A },
+        });
+        assert.equal(res.statusCode, 200, res.body);
+        // Larger than the in-memory index takes: the allocation query picks the least recently used.
+        assert.equal(res.json().handle.routableNumber, '+16135550000');
+      });
+
+      test('a request over the total is refused before its ranges are expanded; a channel number anywhere refuses it', async () => {
+        const before = (await op('GET', '/admin/v1/pools')).json();
+        // Three ranges of 999,999 numbers: each allowed alone, 2,999,997 together.
+        const huge = [
+          { from: '+12000000000', to: '+12000999998' },
+          { from: '+13000000000', to: '+13000999998' },
+          { from: '+14000000000', to: '+14000999998' },
+        ];
+        const over = await op('POST', '/admin/v1/pools/MX/numbers', { ranges: huge });
+        assert.equal(over.statusCode, 400, over.body);
+        assert.deepEqual(over.json().errors[0], { errorCode: 'INVALID_REQUEST', message: 'At most 1000000 numbers at once' });
+        const mixed = await op('POST', '/admin/v1/pools/MX/numbers', { numbers: ['+525555550000'], ranges: [{ from: '+525500000000', to: '+525500999999' }] });
+        assert.equal(mixed.statusCode, 400, 'the numbers count towards the total');
+        // CHANNEL_A (+14155550100) is the 20,101st number of this range: the whole list is checked.
+        const clash = await op('POST', '/admin/v1/pools/US/numbers', { ranges: [{ from: '+14155530000', to: '+14155559999' }] });
+        assert.equal(clash.statusCode, 409, clash.body);
+        assert.match(clash.json().errors[0].message, /^\+14155550100 is the address of channel Acme_AI/);
+        assert.deepEqual((await op('GET', '/admin/v1/pools')).json(), before);
+      });
+
       test('drain: no new leases on the number; live ones finish; remove only when drained and idle', async () => {
         clock.advance(60_000);
         const from = caller();

@@ -52,4 +52,22 @@ describeEachBackend('provisioning', ({ store }) => {
     bad.orgs[0]!.channels = [];
     await assert.rejects(applyProvisioning(store(), validateProvisioning(bad, 't', '.'), 5000), /already belongs to channel Acme_AI/);
   });
+
+  test('a pool range holding a channel number refuses the file and writes nothing', async () => {
+    const bad = structuredClone(doc);
+    bad.orgs[0]!.name = 'Renamed';
+    bad.pools = [{ country: 'GB', ranges: [{ from: CHANNEL_A.slice(0, -2) + '00', to: CHANNEL_A.slice(0, -2) + '99' }] }];
+    await assert.rejects(applyProvisioning(store(), validateProvisioning(bad, 't', '.'), 6000), (e: unknown) => e instanceof ConfigError && e.message.startsWith(`pools.0: ${CHANNEL_A} is the address of channel`));
+    assert.equal((await store().getOrg(ORG_A))?.name, 'Acme', 'rolled back');
+    assert.deepEqual((await store().listPools()).map((p) => p.country), ['US']);
+  });
+
+  test('a channel whose number is already a pool number refuses the file', async () => {
+    const pooled = '+12125550103';
+    assert.ok(await store().getPoolNumber(pooled));
+    const bad = structuredClone(doc);
+    bad.orgs[0]!.channels![0]!.number = pooled;
+    await assert.rejects(applyProvisioning(store(), validateProvisioning(bad, 't', '.'), 7000), (e: unknown) => e instanceof ConfigError && /orgs\.0\.channels\.0\.number: \+12125550103 is a number of the US pool/.test(e.message));
+    assert.equal((await store().getChannelByNumber(pooled)), null);
+  });
 });

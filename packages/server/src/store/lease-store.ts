@@ -3,7 +3,7 @@ import type { KyselyStore } from './kysely-store.js';
 import type { LeaseTables, LeasesTable } from './lease-schema.js';
 import type { Database } from './schema.js';
 import type { Dialect, Store } from './store.js';
-import { LeaseAllocator } from './lease-allocator.js';
+import { INDEX_MAX_NUMBERS, LeaseAllocator, type PoolSnapshot } from './lease-allocator.js';
 import { Statement } from './statement.js';
 import { TurnBatcher } from './group-commit.js';
 import { LEASE_UID_PREFIX } from '../domain/lease-policy.js';
@@ -345,9 +345,13 @@ const SQL = {
     WHERE NOT EXISTS (SELECT 1 FROM leases h WHERE h.routable_number = :number AND h.from_number = :from AND h.hold_until > :now)`),
   // Refuses (no row) a number that is no longer active, which only the in-memory index can choose.
   markNumberLeased: new Statement(`UPDATE pool_numbers SET last_leased_at = :now WHERE number = :number AND state = 'active'`),
-  activeNumbers: new Statement(`SELECT number, last_leased_at FROM pool_numbers WHERE country = :country AND state = 'active'`),
+  // Named as PoolSnapshot names them, so the rows are handed over as they come. One row more than an
+  // index holds says the pool is too large to index.
+  activeNumbers: new Statement(`
+    SELECT number, last_leased_at AS "lastLeasedAt" FROM pool_numbers WHERE country = :country AND state = 'active'
+    LIMIT ${INDEX_MAX_NUMBERS + 1}`),
   liveOfCountry: new Statement(`
-    SELECT l.routable_number AS number, l.expires_at FROM leases l JOIN pool_numbers p ON p.number = l.routable_number
+    SELECT l.routable_number AS number, l.expires_at AS "expiresAt" FROM leases l JOIN pool_numbers p ON p.number = l.routable_number
     WHERE p.country = :country AND p.state = 'active' AND l.consumed_at IS NULL AND l.expires_at > :now`),
   earliestRelease: {
     postgres: new Statement(`
@@ -637,17 +641,12 @@ export class KyselyLeaseStore implements LeaseStore {
     return r?.number ?? null;
   }
 
+  /** Only ever on SQLite, whose integers come back as numbers: the rows are a PoolSnapshot as read. */
   private async loadCountry(allocator: LeaseAllocator, country: string, now: number): Promise<void> {
-    const numbers = await this.rows<{ number: string; last_leased_at: unknown }>(SQL.activeNumbers, { country });
-    const live = await this.rows<{ number: string; expires_at: unknown }>(SQL.liveOfCountry, { country, now });
-    allocator.load(
-      country,
-      {
-        numbers: numbers.map((r) => ({ number: r.number, lastLeasedAt: Number(r.last_leased_at) })),
-        live: live.map((r) => ({ number: r.number, expiresAt: Number(r.expires_at) })),
-      },
-      now,
-    );
+    const numbers = await this.rows<PoolSnapshot['numbers'][number]>(SQL.activeNumbers, { country });
+    if (numbers.length > INDEX_MAX_NUMBERS) return allocator.skip(country);
+    const live = await this.rows<PoolSnapshot['live'][number]>(SQL.liveOfCountry, { country, now });
+    allocator.load(country, { numbers, live }, now);
   }
 
   poolsChanged(): void {

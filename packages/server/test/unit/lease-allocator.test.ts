@@ -95,6 +95,68 @@ test('leases with different lifetimes on one number expire in expiry order', () 
   assert.equal(a.pick('US', T0 + 10_000, []), N[0]);
 });
 
+test('a loaded pool answers exactly as a model of the allocation order, through leases, consumptions and expiry', () => {
+  // Deterministic pseudo-random walk (LCG), so a failure reproduces.
+  let seed = 42;
+  const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % n);
+  const cap = 3;
+  const numbers = Array.from({ length: 300 }, (_, i) => `+1202556${String(i).padStart(4, '0')}`);
+  const model = new Map(numbers.map((n) => [n, { last: rnd(50), expiries: [] as number[] }]));
+  const live: { number: string; expiresAt: number }[] = [];
+  for (let i = 0; i < 200; i++) {
+    const n = numbers[rnd(numbers.length)]!;
+    const expiresAt = T0 - 20 + rnd(400);
+    live.push({ number: n, expiresAt });
+    model.get(n)!.expiries.push(expiresAt);
+  }
+  const a = new LeaseAllocator(cap);
+  a.load('US', { numbers: numbers.map((n) => ({ number: n, lastLeasedAt: model.get(n)!.last })), live }, T0);
+  const best = (now: number) => {
+    let out: string | null = null;
+    let key: [number, number, string] | null = null;
+    for (const [n, m] of model) {
+      const k: [number, number, string] = [Math.min(m.expiries.filter((e) => e > now).length, cap), m.last, n];
+      if (!key || k[0] < key[0] || (k[0] === key[0] && (k[1] < key[1] || (k[1] === key[1] && k[2] < key[2])))) [out, key] = [n, k];
+    }
+    return out;
+  };
+  let now = T0;
+  for (let step = 0; step < 3000; step++) {
+    now += rnd(5);
+    const n = a.pick('US', now, []);
+    assert.equal(n, best(now), `step ${step}`);
+    if (rnd(4) === 0) {
+      // Consume a live lease of a random number, as the resolver would.
+      const m = numbers[rnd(numbers.length)]!;
+      const e = model.get(m)!.expiries.find((x) => x > now);
+      if (e !== undefined) {
+        a.consumed(m, e);
+        model.get(m)!.expiries.splice(model.get(m)!.expiries.indexOf(e), 1);
+      }
+    } else {
+      const expiresAt = now + 1 + rnd(600);
+      a.leased(n!, now, expiresAt);
+      model.get(n!)!.last = now;
+      model.get(n!)!.expiries.push(expiresAt);
+    }
+  }
+});
+
+test('a skipped country is known but never answered, and leases on it are ignored until clear()', () => {
+  const a = allocator();
+  a.skip('US');
+  assert.equal(a.has('US'), true);
+  assert.equal(a.pick('US', T0 + 1, []), undefined);
+  a.leased(N[0], T0 + 1, T0 + 60_000);
+  a.consumed(N[0], T0 + 60_000);
+  a.remove(N[1]);
+  assert.equal(a.pick('US', T0 + 2, []), undefined);
+  a.clear();
+  assert.equal(a.has('US'), false);
+  a.load('US', { numbers: N.map((number) => ({ number, lastLeasedAt: 0 })), live: [] }, T0 + 3);
+  assert.equal(a.pick('US', T0 + 3, []), N[0]);
+});
+
 test('reservationHash is requestHash of the semantic reservation', () => {
   const cases: [string, string, string, string, string | null, string | null][] = [
     ['US', '+14155551234', '+14155550100', 'acme.my.example.com', null, null],

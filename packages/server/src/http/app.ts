@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import swagger from '@fastify/swagger';
 import type { Logger } from 'pino';
 import type { Services } from '../services/index.js';
@@ -43,6 +43,11 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     requestIdHeader: false,
+    // The router's own refusals (a malformed percent-encoding, an over-long path parameter) in the API's error shape
+    frameworkErrors: (error: Error, request: FastifyRequest, reply: FastifyReply) => {
+      negotiate(request); // no hook has run
+      return sendError(request, reply, error);
+    },
     ajv: { customOptions: { coerceTypes: 'array', removeAdditional: false, useDefaults: true, allErrors: false } },
   } as FastifyServerOptions);
 

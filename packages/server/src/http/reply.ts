@@ -54,6 +54,10 @@ export function toHandoffError(err: FastifyError | Error): HandoffError {
       return new HandoffError('UNSUPPORTED_MEDIA_TYPE', 'Content-Type must be application/json or application/xml');
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return new HandoffError('INVALID_REQUEST', 'The request body is empty');
+    case 'FST_ERR_BAD_URL':
+      return new HandoffError('INVALID_REQUEST', 'The URL is not valid (a malformed percent-encoding)');
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return new HandoffError('INVALID_REQUEST', 'A path parameter of the URL is too long');
   }
   if (fe.statusCode === 400) return new HandoffError('INVALID_REQUEST', `The request body is not valid: ${fe.message}`);
   if (fe.statusCode === 413) return new HandoffError('PAYLOAD_TOO_LARGE', 'The request body is too large');

@@ -111,7 +111,9 @@ export class ReservationService {
     const callIdRaw = pick(body, 'callId');
     const callId = callIdRaw === undefined ? null : normalizeSfId(callIdRaw, VOICE_CALL_PREFIX);
     if (callIdRaw !== undefined && callId === null) invalid('callId', 'must be a 15- or 18-character VoiceCall ID');
-    const bodyTx = pick(body, 'transactionId');
+    // An empty transactionId is no key, as an empty Idempotency-Key header is (else every request sending
+    // one would replay or contradict the org's first).
+    const bodyTx = pick(body, 'transactionId') || undefined;
     if (bodyTx !== undefined && opts.idempotencyKey !== null && bodyTx !== opts.idempotencyKey) {
       invalid('transactionId', 'differs from the Idempotency-Key header');
     }

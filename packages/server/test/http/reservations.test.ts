@@ -98,6 +98,19 @@ for (const backend of BACKENDS) {
       assert.equal(e.statusCode, 400);
     });
 
+    test('an empty transactionId or Idempotency-Key is no key: each such request gets its own lease', async () => {
+      const caller = nextCaller();
+      const a = await reserve(flat({ fromNumber: caller, transactionId: '' }));
+      assert.equal(a.statusCode, 200, a.body);
+      // Another body with an empty key: neither a replay nor a 422.
+      const b = await reserve(flat({ transactionId: '' }), { 'idempotency-key': '' });
+      assert.equal(b.statusCode, 200, b.body);
+      assert.notEqual(b.json().handle.uid, a.json().handle.uid);
+      const c = await reserve(flat({ context: { transactionId: '' } }));
+      assert.equal(c.statusCode, 200, c.body);
+      assert.notEqual(c.json().handle.uid, b.json().handle.uid);
+    });
+
     test('idempotency keys are scoped by org', async () => {
       await h.store.upsertOrg({ ...(await h.store.getOrg('00Dxx0000008BBB'))!, features: { numberPool: true } }, clock.now());
       const res = await reserve(flat({ transactionId: 'tx-idem', scrt2Domain: 'bravo.my.example.com', toNumber: CHANNEL_B, callId: undefined }), {}, tokB);

@@ -358,6 +358,18 @@ for (const backend of BACKENDS) {
         assert.equal(res.json().errors[0].errorCode, 'NOT_FOUND');
       });
 
+      test("the router's refusals are 400 in the error shape: malformed percent-encoding, over-long path parameter", async () => {
+        for (const url of ['/telephony/v1/voiceCalls/%E0%A4%A', `/telephony/v1/voiceCalls/${'x'.repeat(5000)}`]) {
+          const res = await h.app.inject({ url, headers: { authorization: `Bearer ${tokA}` } });
+          assert.equal(res.statusCode, 400, url.slice(0, 40));
+          assert.equal(res.json().errors[0].errorCode, 'INVALID_REQUEST');
+          assert.doesNotMatch(res.body, /xxxxx|%E0/, 'the URL is not echoed');
+        }
+        const xml = await h.app.inject({ url: '/telephony/v1/voiceCalls/%E0%A4%A', headers: { authorization: `Bearer ${tokA}`, accept: 'application/xml' } });
+        assert.equal(xml.statusCode, 400);
+        assert.match(xml.body, /<errorCode>INVALID_REQUEST<\/errorCode>/);
+      });
+
       test('per-org request rate limit -> 429 with Retry-After', async () => {
         const org = (await h.store.getOrg(ORG_B))!;
         await h.store.upsertOrg({ ...org, quotas: { ...org.quotas, requestsPerSecond: 2 } }, Date.now());

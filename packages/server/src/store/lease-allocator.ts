@@ -14,9 +14,9 @@
 
 /**
  * Pools with more active numbers than this are not indexed: loading one blocks the event loop for
- * about a microsecond per number (on every reload: after a pool change, or once another connection
- * has committed), while the allocation query's cost does not grow with the pool. 100,000 numbers load
- * in about 0.1 s (chosen for latency).
+ * about 2 µs per number (on every reload: after a pool change, or once another connection has
+ * committed), while the allocation query's cost does not grow with the pool. 100,000 numbers load in
+ * about 0.2 s (chosen for latency).
  */
 export const INDEX_MAX_NUMBERS = 100_000;
 
@@ -354,5 +354,42 @@ export class LeaseAllocator {
     s.country.byAllocation.remove(s);
     s.country.byExpiry.remove(s);
     this.slots.delete(number);
+  }
+}
+
+/**
+ * When the index may be trusted again after another connection committed (its writes bypassed the
+ * index, which must then be dropped and reloaded). The wait starts at `baseMs` and doubles, up to
+ * `maxMs`, each time a reload is undone less than `maxMs` after it began, so a writer that commits
+ * every second or so (a SIP worker consuming leases, another process) does not make this process
+ * rebuild its index, a stall of up to 0.2 s, every second. An index that stayed trusted for `maxMs`
+ * starts over at `baseMs`. Times are epoch ms from the caller's clock.
+ */
+export class IndexTrust {
+  private quietMs: number;
+  private foreignAt = -Infinity;
+  /** When the index was last trusted again (it is reloaded on its next use). */
+  private trustedAt = -Infinity;
+
+  constructor(
+    private readonly baseMs = 1000,
+    private readonly maxMs = 60_000,
+  ) {
+    this.quietMs = baseMs;
+  }
+
+  /** Another connection committed, seen at `now`. */
+  foreignCommit(now: number): void {
+    if (this.trustedAt > this.foreignAt) {
+      this.quietMs = now - this.trustedAt < this.maxMs ? Math.min(this.quietMs * 2, this.maxMs) : this.baseMs;
+    }
+    this.foreignAt = now;
+  }
+
+  /** Whether the index may be used at `now`. */
+  trusted(now: number): boolean {
+    if (now - this.foreignAt < this.quietMs) return false;
+    if (this.trustedAt <= this.foreignAt) this.trustedAt = now;
+    return true;
   }
 }

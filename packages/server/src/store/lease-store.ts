@@ -3,7 +3,7 @@ import type { KyselyStore } from './kysely-store.js';
 import type { LeaseTables, LeasesTable } from './lease-schema.js';
 import type { Database } from './schema.js';
 import type { Dialect, Store } from './store.js';
-import { INDEX_MAX_NUMBERS, LeaseAllocator, type PoolSnapshot } from './lease-allocator.js';
+import { INDEX_MAX_NUMBERS, IndexTrust, LeaseAllocator, type PoolSnapshot } from './lease-allocator.js';
 import { Statement } from './statement.js';
 import { TurnBatcher } from './group-commit.js';
 import { LEASE_UID_PREFIX } from '../domain/lease-policy.js';
@@ -448,8 +448,8 @@ class GroupCommit {
   readonly allocator = new LeaseAllocator(LIVE_COUNT_CAP);
   /** PRAGMA data_version at the last batch: it changes when another connection commits. */
   private dataVersion: number | undefined;
-  /** When another connection was last seen committing. */
-  private foreignAt = -Infinity;
+  /** Whether the index may be used, given when other connections committed. */
+  private readonly trust = new IndexTrust(ALLOCATOR_QUIET_MS);
   /** Jobs running outside the group (after a rollback): their writes bypass the index. */
   private alone = 0;
 
@@ -497,19 +497,20 @@ class GroupCommit {
   }
 
   /**
-   * The allocator for a batch (which holds the write lock), or null while it cannot be trusted: for
-   * ALLOCATOR_QUIET_MS after another connection (another process on the file) committed, and while
-   * jobs run outside the group. Whatever it held is dropped then, and reloaded when trusted again.
+   * The allocator for a batch (which holds the write lock), or null while it cannot be trusted: for a
+   * while after another connection (a SIP worker, the CLI, another process on the file) committed (see
+   * IndexTrust), and while jobs run outside the group. Whatever it held is dropped then, and reloaded
+   * when trusted again.
    */
   private async usableAllocator(db: KyselyStore['executor']): Promise<LeaseAllocator | null> {
     const { rows } = await db.executeQuery<{ data_version: number }>(DATA_VERSION);
     const version = Number(rows[0]?.data_version);
     if (this.dataVersion !== undefined && version !== this.dataVersion) {
       this.allocator.clear();
-      this.foreignAt = Date.now();
+      this.trust.foreignCommit(Date.now());
     }
     this.dataVersion = version;
-    return this.alone === 0 && Date.now() - this.foreignAt >= ALLOCATOR_QUIET_MS ? this.allocator : null;
+    return this.alone === 0 && this.trust.trusted(Date.now()) ? this.allocator : null;
   }
 
   /** After a rollback: each job again, in its own transaction. */
@@ -533,7 +534,7 @@ class GroupCommit {
 
 const groupCommits = new WeakMap<KyselyStore, GroupCommit>();
 const DATA_VERSION = CompiledQuery.raw('pragma data_version');
-/** How long after another connection's commit the in-memory pool index stays unused. */
+/** How long after another connection's commit the in-memory pool index stays unused, at first (see IndexTrust). */
 const ALLOCATOR_QUIET_MS = 1000;
 /** Choices taken from the in-memory index per reservation before the allocation query decides. */
 const INDEX_TRIES = 3;

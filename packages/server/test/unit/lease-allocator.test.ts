@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { LeaseAllocator } from '../../src/store/lease-allocator.js';
+import { IndexTrust, LeaseAllocator } from '../../src/store/lease-allocator.js';
 import { requestHash } from '../../src/domain/lease-policy.js';
 import { reservationHash } from '../../src/services/reservations.js';
 
@@ -155,6 +155,48 @@ test('a skipped country is known but never answered, and leases on it are ignore
   assert.equal(a.has('US'), false);
   a.load('US', { numbers: N.map((number) => ({ number, lastLeasedAt: 0 })), live: [] }, T0 + 3);
   assert.equal(a.pick('US', T0 + 3, []), N[0]);
+});
+
+test('IndexTrust: trusted at first; after a foreign commit, once quiet for the base period', () => {
+  const t = new IndexTrust(1000, 60_000);
+  assert.equal(t.trusted(T0), true);
+  t.foreignCommit(T0 + 70_000); // trusted for over a minute: the wait stays at the base
+  assert.equal(t.trusted(T0 + 70_999), false);
+  assert.equal(t.trusted(T0 + 71_000), true);
+  // Commits closer together than the wait keep it untrusted, and do not lengthen the wait.
+  t.foreignCommit(T0 + 200_000);
+  t.foreignCommit(T0 + 200_500);
+  t.foreignCommit(T0 + 201_000);
+  assert.equal(t.trusted(T0 + 201_999), false);
+  assert.equal(t.trusted(T0 + 202_000), true);
+});
+
+test('IndexTrust: a writer committing every few seconds causes a few reloads, not one per commit; a minute of trust resets the wait', () => {
+  /** Reloads in 10 minutes of a reservation every 100 ms while another writer commits every `period` ms. */
+  const reloads = (t: IndexTrust, period: number) => {
+    let n = 0;
+    let was = true;
+    for (let now = T0 + 100; now <= T0 + 600_000; now += 100) {
+      if (now % period === 0) t.foreignCommit(now);
+      const ok = t.trusted(now);
+      if (ok && !was) n++;
+      was = ok;
+    }
+    return n;
+  };
+  // A fixed one-second wait (the cap equal to the base) reloads after almost every commit.
+  assert.ok(reloads(new IndexTrust(1000, 1000), 1100) >= 500);
+  assert.ok(reloads(new IndexTrust(1000, 1000), 5000) >= 110);
+  assert.ok(reloads(new IndexTrust(1000, 60_000), 1100) <= 1);
+  assert.ok(reloads(new IndexTrust(1000, 60_000), 5000) <= 4);
+  const t = new IndexTrust(1000, 60_000);
+  reloads(t, 5000);
+  // The writer stops: trusted again after the (grown) wait; after a minute of trust, a new commit
+  // makes it wait the base period only.
+  assert.equal(t.trusted(T0 + 700_000), true);
+  t.foreignCommit(T0 + 760_000);
+  assert.equal(t.trusted(T0 + 760_999), false);
+  assert.equal(t.trusted(T0 + 761_000), true);
 });
 
 test('reservationHash is requestHash of the semantic reservation', () => {

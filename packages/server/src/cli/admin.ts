@@ -81,11 +81,18 @@ export function addAdminCommands(program: Command): void {
     .command('leases')
     .description('live leases with the time they have left')
     .option('--org <orgId>', 'only this org')
+    .option('--limit <n>', 'at most this many, soonest expiry first; 0: all', (v: string) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('must be 0 or a positive integer');
+      return n;
+    }, 1000)
     .option('--json', 'machine-readable output')
-    .action((o: { org?: string; json?: boolean }) =>
+    .action((o: { org?: string; limit: number; json?: boolean }) =>
       withServices(async (s) => {
         const now = s.clock.now();
-        const rows = (await s.leases.listLive(o.org?.slice(0, 15))).map((l) => ({
+        const page = await s.leases.listLive({ ...(o.org ? { orgId: o.org.slice(0, 15) } : {}), ...(o.limit > 0 ? { limit: o.limit } : {}) });
+        if (page.next !== null) process.stderr.write(`${page.leases.length} of ${page.total} live leases, soonest expiry first (--limit N for more, 0 for all)\n`);
+        const rows = page.leases.map((l) => ({
           routableNumber: l.routableNumber,
           fromNumber: l.fromNumber,
           orgId: toId18(l.orgId),

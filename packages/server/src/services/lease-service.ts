@@ -5,6 +5,7 @@ import {
   DEFAULT_COOLDOWN_SECONDS,
   DEFAULT_TTL_SECONDS,
   IDEMPOTENCY_RETENTION_MS,
+  isLeaseUid,
   LEASE_UID_PREFIX,
   leaseTtlMs,
   newLeaseUid,
@@ -362,8 +363,27 @@ export class LeaseService {
   }
 
   /** Live leases (all orgs, or one), soonest expiry first. */
-  listLive(orgId?: string): Promise<Lease[]> {
-    return this.leases.listLive(this.clock.now(), orgId);
+  /**
+   * A page of the live leases (all or one org's), soonest expiry first, and how many are live in all:
+   * at most `limit`, after the cursor `after` (a page's `next`); `next` is null on the last page.
+   */
+  async listLive(opts: { orgId?: string; limit?: number; after?: string } = {}): Promise<{ leases: Lease[]; total: number; next: string | null }> {
+    const now = this.clock.now();
+    const after = opts.after === undefined ? undefined : parseLeaseCursor(opts.after);
+    const limit = opts.limit;
+    const [leases, total] = await Promise.all([
+      this.leases.listLive(now, { ...(opts.orgId !== undefined ? { orgId: opts.orgId } : {}), ...(limit !== undefined ? { limit: limit + 1 } : {}), ...(after ? { after } : {}) }),
+      this.leases.countLive(now, opts.orgId !== undefined ? { orgId: opts.orgId } : {}),
+    ]);
+    if (limit === undefined || leases.length <= limit) return { leases, total, next: null };
+    leases.length = limit;
+    const last = leases[limit - 1]!;
+    return { leases, total, next: `${last.expiresAt}.${last.uid}` };
+  }
+
+  /** How many live leases a number holds. */
+  liveOnNumber(routableNumber: string): Promise<number> {
+    return this.leases.countLive(this.clock.now(), { routableNumber });
   }
 
   /** Per pool country: numbers, live leases and utilisation (share of active numbers with a live lease). */
@@ -388,4 +408,15 @@ export class LeaseService {
       await new Promise((resolve) => setImmediate(resolve));
     }
   }
+}
+
+/** A listing cursor (`<expiresAt ms>.<uid>`, as listLive's `next` gives it); INVALID_FIELD otherwise. */
+function parseLeaseCursor(cursor: string): { expiresAt: number; uid: string } {
+  const dot = cursor.indexOf('.');
+  const expiresAt = dot > 0 && dot <= 16 && /^\d+$/.test(cursor.slice(0, dot)) ? Number(cursor.slice(0, dot)) : NaN;
+  const uid = cursor.slice(dot + 1);
+  if (Number.isNaN(expiresAt) || !isLeaseUid(uid)) {
+    throw new HandoffError('INVALID_FIELD', 'after: not a cursor of this listing (use its "next")', { details: { field: 'after' } });
+  }
+  return { expiresAt, uid };
 }

@@ -91,7 +91,7 @@ export class PoolAdmin {
   async remove(number: string): Promise<void> {
     const n = await this.number(number);
     if (n.state !== 'draining') throw new HandoffError('CONFLICT', `${number} is active: drain it first`);
-    const live = (await this.leases.listLive()).filter((l) => l.routableNumber === number).length;
+    const live = await this.leases.liveOnNumber(number);
     if (live > 0) throw new HandoffError('CONFLICT', `${number} still has ${live} live lease(s); remove it once they end`);
     await this.store.removePoolNumber(number);
     this.leases.poolsChanged();

@@ -96,6 +96,13 @@ export class ReservationRaceLost extends Error {
   }
 }
 
+/** A page of {@link LeaseStore.listLive}. */
+export interface LiveListing {
+  orgId?: string;
+  limit?: number;
+  after?: { expiresAt: number; uid: string };
+}
+
 export interface SweepCounts {
   leases: number;
   pairHolds: number;
@@ -182,8 +189,13 @@ export interface LeaseStore {
   /** Pool numbers were added, drained, activated or removed. */
   poolsChanged(): void;
 
-  /** Live leases, all or one org's, soonest expiry first. */
-  listLive(now: number, orgId?: string): Promise<Lease[]>;
+  /**
+   * Live leases, all or one org's, soonest expiry first (then by uid): at most `limit` (all when
+   * absent), those after `after` (the last lease of the previous page) when given.
+   */
+  listLive(now: number, opts?: LiveListing): Promise<Lease[]>;
+  /** How many leases are live: all, one org's, or on one number. */
+  countLive(now: number, of?: { orgId?: string; routableNumber?: string }): Promise<number>;
   /** Per pool country (every pool, with or without leases): sizes and live leases. */
   countryStats(now: number): Promise<CountryLeaseStats[]>;
   /**
@@ -376,8 +388,17 @@ const SQL = {
   // them when a lease consumed early is followed by one with a shorter TTL).
   latestLease: new Statement(`
     SELECT * FROM leases WHERE routable_number = :number AND from_number = :from ORDER BY hold_until DESC LIMIT 1`),
-  listLive: new Statement(`SELECT * FROM leases WHERE ${LIVE} ORDER BY expires_at, uid`),
-  listLiveOfOrg: new Statement(`SELECT * FROM leases WHERE org_id = :org AND ${LIVE} ORDER BY expires_at, uid`),
+  // Pages in (expires_at, uid) order: :after_exp -1 starts at the first. The LIMIT is bound: these
+  // serve operators, not the reservation path.
+  listLive: new Statement(`
+    SELECT * FROM leases WHERE ${LIVE} AND expires_at >= :after_exp AND (expires_at > :after_exp OR uid > :after_uid)
+    ORDER BY expires_at, uid LIMIT :limit`),
+  listLiveOfOrg: new Statement(`
+    SELECT * FROM leases WHERE org_id = :org AND ${LIVE} AND expires_at >= :after_exp AND (expires_at > :after_exp OR uid > :after_uid)
+    ORDER BY expires_at, uid LIMIT :limit`),
+  countLive: new Statement(`SELECT count(*) AS n FROM leases WHERE ${LIVE}`),
+  countLiveOfOrg: new Statement(`SELECT count(*) AS n FROM leases WHERE org_id = :org AND ${LIVE}`),
+  countLiveOnNumber: new Statement(`SELECT count(*) AS n FROM leases WHERE routable_number = :number AND ${LIVE}`),
   poolSizes: new Statement(`
     SELECT p.country, count(n.number) AS numbers, coalesce(sum(CASE WHEN n.state = 'active' THEN 1 ELSE 0 END), 0) AS active
     FROM pools p LEFT JOIN pool_numbers n ON n.country = p.country
@@ -739,12 +760,23 @@ export class KyselyLeaseStore implements LeaseStore {
     return r ? toLease(r) : null;
   }
 
-  async listLive(now: number, orgId?: string): Promise<Lease[]> {
+  async listLive(now: number, opts: LiveListing = {}): Promise<Lease[]> {
+    const page = { now, after_exp: opts.after?.expiresAt ?? -1, after_uid: opts.after?.uid ?? '', limit: opts.limit ?? Number.MAX_SAFE_INTEGER };
     const rows =
-      orgId === undefined
-        ? await this.rows<LeasesTable>(SQL.listLive, { now })
-        : await this.rows<LeasesTable>(SQL.listLiveOfOrg, { now, org: orgId });
+      opts.orgId === undefined
+        ? await this.rows<LeasesTable>(SQL.listLive, page)
+        : await this.rows<LeasesTable>(SQL.listLiveOfOrg, { ...page, org: opts.orgId });
     return rows.map(toLease);
+  }
+
+  async countLive(now: number, of: { orgId?: string; routableNumber?: string } = {}): Promise<number> {
+    const [r] =
+      of.routableNumber !== undefined
+        ? await this.rows<{ n: unknown }>(SQL.countLiveOnNumber, { now, number: of.routableNumber })
+        : of.orgId !== undefined
+          ? await this.rows<{ n: unknown }>(SQL.countLiveOfOrg, { now, org: of.orgId })
+          : await this.rows<{ n: unknown }>(SQL.countLive, { now });
+    return num(r?.n);
   }
 
   async countryStats(now: number): Promise<CountryLeaseStats[]> {

@@ -189,6 +189,24 @@ for (const backend of BACKENDS) {
         assert.match(metrics, /handoff_resolutions_total\{path="http",outcome="consumed"\} \d+/);
       });
 
+      test('leases come a page at a time: limit, total, next; a bad page is 400', async () => {
+        await reserve(caller());
+        await reserve(caller());
+        const all = (await op('GET', '/admin/v1/leases')).json();
+        assert.ok(all.total >= 2 && all.total === all.leases.length && all.next === null, JSON.stringify(all).slice(0, 200));
+        const first = (await op('GET', '/admin/v1/leases?limit=1')).json();
+        assert.equal(first.leases.length, 1);
+        assert.equal(first.total, all.total);
+        assert.equal(typeof first.next, 'string');
+        const second = (await op('GET', `/admin/v1/leases?limit=1&after=${encodeURIComponent(first.next)}`)).json();
+        assert.deepEqual([first.leases[0].uid, second.leases[0].uid], [all.leases[0].uid, all.leases[1].uid]);
+        for (const q of ['limit=0', 'limit=10001', 'limit=x', 'after=x', `after=${encodeURIComponent('1.lease:did:+1:2:zz')}`]) {
+          const r = await op('GET', `/admin/v1/leases?${q}`);
+          assert.equal(r.statusCode, 400, q);
+          assert.equal(r.json().errors[0].errorCode, 'INVALID_FIELD', q);
+        }
+      });
+
       test('admin endpoints need the operator secret', async () => {
         for (const [m, u] of [['GET', '/admin/v1/pools'], ['GET', '/admin/v1/leases'], ['POST', '/admin/v1/pool-numbers/%2B12125550100/drain']] as const) {
           assert.equal((await op(m, u, undefined, tokA)).statusCode, 401);

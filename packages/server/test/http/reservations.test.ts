@@ -208,12 +208,12 @@ for (const backend of BACKENDS) {
       ];
       for (const [name, run, status, code] of cases) {
         test(`${name} -> ${status} ${code}`, async () => {
-          const before = (await h.services.leases.listLive()).length;
+          const before = (await h.services.leases.listLive()).total;
           const res = await run();
           assert.equal(res.statusCode, status, JSON.stringify(res.json()));
           assert.equal(res.json().errors[0].errorCode, code);
           if (code === 'UNSUPPORTED_COUNTRY') assert.deepEqual(res.json().errors[0].supportedCountries, ['US']);
-          assert.equal((await h.services.leases.listLive()).length, before);
+          assert.equal((await h.services.leases.listLive()).total, before);
         });
       }
     });

@@ -85,7 +85,7 @@ describeEachBackend('lease service', ({ store, backend }) => {
       { orgId: lease.orgId, country: lease.country, fromNumber: lease.fromNumber, toNumber: lease.toNumber, callId: lease.callId, transactionId: lease.transactionId, provider: lease.provider, consumedAt: lease.consumedAt },
       { orgId: ORG, country: c, fromNumber: '+14155551001', toNumber: '+14155550100', callId: '0LQxx0000001AAA', transactionId: 't-1', provider: 'Genesys', consumedAt: null },
     );
-    assert.deepEqual((await service(clock).listLive(ORG)).filter((l) => l.country === c), [lease]);
+    assert.deepEqual((await service(clock).listLive({ orgId: ORG })).leases.filter((l) => l.country === c), [lease]);
   });
 
   test('TTL is configurable, never above 180 s', async () => {
@@ -106,7 +106,7 @@ describeEachBackend('lease service', ({ store, backend }) => {
     const again = await svc.reserve(input(c, '+14155551003', { transactionId: 'replay-1' }));
     assert.equal(again.replayed, true);
     assert.deepEqual(again.lease, first.lease);
-    assert.equal((await svc.listLive(ORG)).filter((l) => l.country === c).length, 1);
+    assert.equal((await svc.listLive({ orgId: ORG })).leases.filter((l) => l.country === c).length, 1);
   });
 
   test('the same transactionId with a different body is 422', async () => {
@@ -176,7 +176,7 @@ describeEachBackend('lease service', ({ store, backend }) => {
     const uids = new Set(results.map((r) => r.lease.uid));
     assert.equal(uids.size, 1);
     assert.equal(results.filter((r) => !r.replayed).length, 1);
-    assert.equal((await svc.listLive(ORG)).filter((l) => l.country === c).length, 1);
+    assert.equal((await svc.listLive({ orgId: ORG })).leases.filter((l) => l.country === c).length, 1);
   });
 
   test('sharing: one number is leased to several callers at once', async () => {
@@ -186,7 +186,7 @@ describeEachBackend('lease service', ({ store, backend }) => {
     const leases = [];
     for (const caller of ['+14155551011', '+14155551012', '+14155551013']) leases.push((await svc.reserve(input(c, caller))).lease);
     assert.deepEqual(leases.map((l) => l.routableNumber), [numbers[0], numbers[0], numbers[0]]);
-    assert.equal((await svc.listLive(ORG)).filter((l) => l.country === c).length, 3);
+    assert.equal((await svc.listLive({ orgId: ORG })).leases.filter((l) => l.country === c).length, 3);
   });
 
   test('a pair is never held by two live leases, across orgs too', async () => {
@@ -352,7 +352,7 @@ describeEachBackend('lease service', ({ store, backend }) => {
     const r = await svc.resolve(lease.routableNumber, '+14155556001');
     assert.deepEqual(r, { ok: true, lease: { ...lease, consumedAt: T0 + 2_000 } });
     assert.deepEqual(await svc.resolve(lease.routableNumber, '+14155556001'), { ok: false, reason: 'consumed' });
-    assert.equal((await svc.listLive(ORG)).some((l) => l.uid === lease.uid), false);
+    assert.equal((await svc.listLive({ orgId: ORG })).leases.some((l) => l.uid === lease.uid), false);
   });
 
   test('a lease past expiresAt does not resolve, with no sweeper having run', async () => {
@@ -361,10 +361,49 @@ describeEachBackend('lease service', ({ store, backend }) => {
     const svc = service(clock);
     const { lease } = await svc.reserve(input(c, '+14155556002'));
     clock.set(lease.expiresAt - 1);
-    assert.equal((await svc.listLive(ORG)).some((l) => l.uid === lease.uid), true);
+    assert.equal((await svc.listLive({ orgId: ORG })).leases.some((l) => l.uid === lease.uid), true);
     clock.set(lease.expiresAt);
-    assert.equal((await svc.listLive(ORG)).some((l) => l.uid === lease.uid), false);
+    assert.equal((await svc.listLive({ orgId: ORG })).leases.some((l) => l.uid === lease.uid), false);
     assert.deepEqual(await svc.resolve(lease.routableNumber, '+14155556002'), { ok: false, reason: 'expired' });
+  });
+
+  test('live leases come a page at a time, soonest expiry first, with a cursor; counted by org and by number', async () => {
+    const org = '00Dxx0000006PAG';
+    await ensureOrg(store(), org);
+    const clock = new ManualClock(T0);
+    const svc = service(clock);
+    const { c, numbers } = await pool(3);
+    const made: string[] = [];
+    for (let i = 0; i < 7; i++) {
+      made.push((await svc.reserve(input(c, `+1415556${String(i).padStart(4, '0')}`, { orgId: org }))).lease.uid);
+      if (i % 3 === 2) clock.advance(1000); // some leases share an expiry, some do not
+    }
+    const all = await svc.listLive({ orgId: org });
+    assert.equal(all.total, 7);
+    assert.equal(all.next, null);
+    assert.deepEqual([...all.leases.map((l) => l.uid)].sort(), [...made].sort());
+    assert.ok(all.leases.every((l, i) => i === 0 || all.leases[i - 1]!.expiresAt <= l.expiresAt), 'soonest expiry first');
+    const seen: string[] = [];
+    let after: string | undefined;
+    let pages = 0;
+    do {
+      const page = await svc.listLive({ orgId: org, limit: 3, ...(after !== undefined ? { after } : {}) });
+      assert.equal(page.total, 7);
+      assert.ok(page.leases.length <= 3);
+      seen.push(...page.leases.map((l) => l.uid));
+      after = page.next ?? undefined;
+      pages++;
+    } while (after !== undefined);
+    assert.deepEqual(seen, all.leases.map((l) => l.uid), 'the pages are the listing, each lease once');
+    assert.equal(pages, 3);
+    assert.equal((await svc.listLive({ orgId: org, limit: 7 })).next, null, 'a page ending on the last lease has no next');
+    assert.equal(await svc.liveOnNumber(numbers[0]!), all.leases.filter((l) => l.routableNumber === numbers[0]).length);
+    assert.ok((await svc.listLive({ limit: 1 })).total >= 7, 'all orgs');
+    await rejectsWith(svc.listLive({ after: 'not-a-cursor' }), 'INVALID_FIELD');
+    await rejectsWith(svc.listLive({ after: `${T0}.lease:did:+1` }), 'INVALID_FIELD');
+    clock.advance(TTL);
+    assert.deepEqual(await svc.listLive({ orgId: org }), { leases: [], total: 0, next: null });
+    assert.equal(await svc.liveOnNumber(numbers[0]!), 0);
   });
 
   test('resolve of an unknown pair is "no_lease"', async () => {

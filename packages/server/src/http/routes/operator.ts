@@ -23,6 +23,10 @@ function phone(field: string, v: string): string {
  * Operator endpoints, authenticated with the operator bearer secret:
  * the lease resolver for external SIP engines, and pool and lease administration.
  */
+
+/** A page of /admin/v1/leases: one listing of every live lease serialises for seconds on a busy pool, stalling the service. */
+const DEFAULT_LEASES_PAGE = 1000;
+const MAX_LEASES_PAGE = 10_000;
 export default async function operatorRoutes(app: FastifyInstance, opts: { services: Services; operator: OperatorAuth }): Promise<void> {
   const { leases, pools, metrics } = opts.services;
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
@@ -101,12 +105,28 @@ export default async function operatorRoutes(app: FastifyInstance, opts: { servi
 
   r.get(
     '/admin/v1/leases',
-    { schema: { summary: 'Live leases with time left', security: operatorSecurity, querystring: Type.Object({ orgId: Type.Optional(Type.String({ maxLength: 18 })) }) } },
+    {
+      schema: {
+        summary: 'Live leases with time left, soonest expiry first, a page at a time',
+        description: 'At most `limit` leases (default 1,000) and `total`, the number live; `next`, when not null, is the `after` of the next page.',
+        security: operatorSecurity,
+        querystring: Type.Object({
+          orgId: Type.Optional(Type.String({ maxLength: 18 })),
+          limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_LEASES_PAGE, default: DEFAULT_LEASES_PAGE })),
+          after: Type.Optional(Type.String({ maxLength: 80 })),
+        }),
+      },
+    },
     async (request, reply) => {
       const now = opts.services.clock.now();
-      const live = await leases.listLive(request.query.orgId?.slice(0, 15));
+      const { orgId, limit, after } = request.query;
+      const page = await leases.listLive({
+        ...(orgId !== undefined ? { orgId: orgId.slice(0, 15) } : {}),
+        limit: limit ?? DEFAULT_LEASES_PAGE,
+        ...(after !== undefined ? { after } : {}),
+      });
       return send(request, reply, 200, {
-        leases: live.map((l) => ({
+        leases: page.leases.map((l) => ({
           uid: l.uid,
           orgId: toId18(l.orgId),
           country: l.country,
@@ -118,6 +138,8 @@ export default async function operatorRoutes(app: FastifyInstance, opts: { servi
           expiresAt: new Date(l.expiresAt).toISOString(),
           secondsLeft: Math.max(0, Math.ceil((l.expiresAt - now) / 1000)),
         })),
+        total: page.total,
+        next: page.next,
       });
     },
   );

@@ -183,6 +183,9 @@ function patchStatement(keys: readonly (keyof VoiceCallPatch)[], keep: number): 
 }
 
 /** The Kysely implementation of Store, shared by SQLite and PostgreSQL. */
+
+/** Pool numbers committed per transaction by a large addition (see addPoolNumbers). */
+export const POOL_ADD_CHUNK = 5000;
 export class KyselyStore implements Store {
   constructor(
     protected readonly db: Db,
@@ -363,9 +366,11 @@ export class KyselyStore implements Store {
   }
 
   async channelAmong(numbers: readonly string[]): Promise<Channel | null> {
-    // Chunked so one statement stays under SQLite's bound-parameter limit.
-    for (let i = 0; i < numbers.length; i += 500) {
-      const r = await this.db.selectFrom('channels').selectAll().where('number', 'in', numbers.slice(i, i + 500)).limit(1).executeTakeFirst();
+    // One query for the channels and a lookup per number: channels are few next to the numbers of a pool
+    // addition, and thousands of IN queries would hold the event loop for a second per million numbers.
+    const byNumber = new Map((await this.db.selectFrom('channels').selectAll().execute()).map((r) => [r.number, r]));
+    for (const n of numbers) {
+      const r = byNumber.get(n);
       if (r) return toChannel(r);
     }
     return null;
@@ -442,18 +447,33 @@ export class KyselyStore implements Store {
   }
 
   async addPoolNumbers(country: string, numbers: string[], now: number): Promise<number> {
-    return this.transaction(async (tx) => {
+    const insert = async (tx: Store, from: number, to: number): Promise<number> => {
       const db = (tx as KyselyStore).db;
-      await tx.ensurePool(country, now);
       let added = 0;
-      // Chunked so one statement stays under SQLite's bound-parameter limit.
-      for (let i = 0; i < numbers.length; i += 500) {
-        const chunk = numbers.slice(i, i + 500).map((number) => ({ number, country, state: 'active', last_leased_at: 0, created_at: now }));
-        const r = await db.insertInto('pool_numbers').values(chunk).onConflict((oc) => oc.column('number').doNothing()).executeTakeFirst();
+      // Statements of 500 rows stay under SQLite's bound-parameter limit.
+      for (let i = from; i < to; i += 500) {
+        const rows = numbers.slice(i, Math.min(i + 500, to)).map((number) => ({ number, country, state: 'active', last_leased_at: 0, created_at: now }));
+        const r = await db.insertInto('pool_numbers').values(rows).onConflict((oc) => oc.column('number').doNothing()).executeTakeFirst();
         added += Number(r.numInsertedOrUpdatedRows ?? 0n);
       }
       return added;
-    });
+    };
+    if (this.db.isTransaction) {
+      await this.ensurePool(country, now);
+      return insert(this, 0, numbers.length);
+    }
+    // Outside a transaction, a large addition commits POOL_ADD_CHUNK numbers at a time and lets the
+    // event loop turn in between: SQLite's writer lock (and, with better-sqlite3, this thread) is never
+    // held for seconds, so calls and reservations go on meanwhile (1,000,000 numbers take ~4 s).
+    let added = 0;
+    for (let i = 0; i === 0 || i < numbers.length; i += POOL_ADD_CHUNK) {
+      added += await this.transaction(async (tx) => {
+        if (i === 0) await tx.ensurePool(country, now);
+        return insert(tx, i, Math.min(i + POOL_ADD_CHUNK, numbers.length));
+      });
+      if (i + POOL_ADD_CHUNK < numbers.length) await new Promise((resolve) => setImmediate(resolve));
+    }
+    return added;
   }
 
   async setPoolNumberState(number: string, state: PoolNumberState): Promise<boolean> {

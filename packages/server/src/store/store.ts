@@ -63,7 +63,11 @@ export interface Store {
   listAgents(): Promise<Agent[]>;
 
   ensurePool(country: string, now: number): Promise<boolean>;
-  /** Adds numbers to a pool (created when missing); returns how many were new. */
+  /**
+   * Adds numbers to a pool (created when missing); returns how many were new. Outside a transaction a
+   * large list is committed in chunks: if one fails, the chunks before it stay (adding is idempotent:
+   * the same call again adds the rest).
+   */
   addPoolNumbers(country: string, numbers: string[], now: number): Promise<number>;
   setPoolNumberState(number: string, state: PoolNumberState): Promise<boolean>;
   getPoolNumber(number: string): Promise<PoolNumber | null>;

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { describeEachBackend } from '../support/backends.js';
 import type { VoiceCallInput } from '../../src/store/store.js';
+import { POOL_ADD_CHUNK } from '../../src/store/kysely-store.js';
 
 const ORG = '00Dxx0000004CFG';
 const OTHER = '00Dxx0000009ZZZ';
@@ -130,6 +131,19 @@ describeEachBackend('store', ({ store, backend }) => {
       { country: 'GB', numbers: 1200, active: 1200, draining: 0 },
       { country: 'US', numbers: 3, active: 2, draining: 1 },
     ]);
+  });
+
+  test('a large pool addition commits in chunks: a write made meanwhile does not wait for all of it', async () => {
+    const numbers = Array.from({ length: POOL_ADD_CHUNK * 3 + 7 }, (_, i) => `+1555${String(i).padStart(7, '0')}`);
+    assert.equal(await store().addPoolNumbers('ZZ', numbers.slice(0, 10), T0), 10);
+    let addDone = false;
+    const adding = store()
+      .addPoolNumbers('ZZ', numbers, T0)
+      .then((n) => ((addDone = true), n));
+    assert.equal(await store().ensurePool('ZY', T0), true);
+    assert.equal(addDone, false, 'the other write committed while the addition was under way');
+    assert.equal(await adding, numbers.length - 10, 'numbers already there are not counted, in any chunk');
+    assert.equal((await store().listPools()).find((p) => p.country === 'ZZ')?.numbers, numbers.length);
   });
 
   test('voice calls: insert, read, org isolation, JSON fields', async () => {

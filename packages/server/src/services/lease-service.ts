@@ -362,7 +362,6 @@ export class LeaseService {
     this.leases.poolsChanged();
   }
 
-  /** Live leases (all orgs, or one), soonest expiry first. */
   /**
    * A page of the live leases (all or one org's), soonest expiry first, and how many are live in all:
    * at most `limit`, after the cursor `after` (a page's `next`); `next` is null on the last page.

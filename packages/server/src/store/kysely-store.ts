@@ -182,10 +182,10 @@ function patchStatement(keys: readonly (keyof VoiceCallPatch)[], keep: number): 
   return stmt;
 }
 
-/** The Kysely implementation of Store, shared by SQLite and PostgreSQL. */
-
 /** Pool numbers committed per transaction by a large addition (see addPoolNumbers). */
 export const POOL_ADD_CHUNK = 5000;
+
+/** The Kysely implementation of Store, shared by SQLite and PostgreSQL. */
 export class KyselyStore implements Store {
   constructor(
     protected readonly db: Db,

@@ -19,14 +19,14 @@ function phone(field: string, v: string): string {
   return n;
 }
 
+/** A page of /admin/v1/leases: one listing of every live lease serialises for seconds on a busy pool, stalling the service. */
+const DEFAULT_LEASES_PAGE = 1000;
+const MAX_LEASES_PAGE = 10_000;
+
 /**
  * Operator endpoints, authenticated with the operator bearer secret:
  * the lease resolver for external SIP engines, and pool and lease administration.
  */
-
-/** A page of /admin/v1/leases: one listing of every live lease serialises for seconds on a busy pool, stalling the service. */
-const DEFAULT_LEASES_PAGE = 1000;
-const MAX_LEASES_PAGE = 10_000;
 export default async function operatorRoutes(app: FastifyInstance, opts: { services: Services; operator: OperatorAuth }): Promise<void> {
   const { leases, pools, metrics } = opts.services;
   const r = app.withTypeProvider<TypeBoxTypeProvider>();

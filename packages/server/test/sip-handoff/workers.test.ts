@@ -160,31 +160,45 @@ describe('SIP workers [sqlite]', { skip: SKIP_SIPP }, () => {
   });
 });
 
+/** Whether a UDP (and TCP) port of 127.0.0.1 can be bound now. */
+async function bindable(port: number): Promise<boolean> {
+  const udp = dgram.createSocket('udp4');
+  const u = await new Promise<boolean>((resolve) => {
+    udp.once('error', () => resolve(false));
+    udp.bind(port, '127.0.0.1', () => resolve(true));
+  });
+  udp.close();
+  const tcp = net.createServer();
+  const t = await new Promise<boolean>((resolve) => {
+    tcp.once('error', () => resolve(false));
+    tcp.listen(port, '127.0.0.1', () => resolve(true));
+  });
+  if (t) await new Promise((r) => tcp.close(r));
+  return u && t;
+}
+
 describe('SIP workers that cannot start', () => {
   test("a worker's port in use: the start fails with the reason, and nothing is left listening", { timeout: 30_000 }, async () => {
+    // Below the kernel's ephemeral range, where every other test's port 0 lands, so no parallel test
+    // takes these ports meanwhile: base (worker 0's UDP) and base + 2 (worker 1's UDP and TCP).
+    let base = 0;
+    for (let tries = 0; tries < 50 && base === 0; tries++) {
+      const p = 20_000 + 2 * Math.floor(Math.random() * 5_000);
+      if ((await bindable(p)) && (await bindable(p + 2))) base = p;
+    }
+    assert.ok(base > 0, 'two free ports');
     const taken = dgram.createSocket('udp4');
-    await new Promise<void>((r) => taken.bind(0, '127.0.0.1', () => r()));
-    const base = taken.address().port - 2; // worker 1's UDP port is base + 2
+    await new Promise<void>((r) => taken.bind(base + 2, '127.0.0.1', () => r()));
     try {
       await assert.rejects(
         startFixture({ env: { HANDOFF_SIP_WORKERS: '2', HANDOFF_SIP_WORKER_PORT: String(base) } }),
         (err: Error) => /SIP worker 1: .*EADDRINUSE/.test(err.message),
       );
-      // worker 0's ports (base: UDP and TCP) were let go: they can be bound again
-      const udp = dgram.createSocket('udp4');
-      await new Promise<void>((resolve, reject) => {
-        udp.once('error', reject);
-        udp.bind(base, '127.0.0.1', () => resolve());
-      });
-      udp.close();
-      const tcp = net.createServer();
-      await new Promise<void>((resolve, reject) => {
-        tcp.once('error', reject);
-        tcp.listen(base, '127.0.0.1', () => resolve());
-      });
-      await new Promise((r) => tcp.close(r));
     } finally {
       taken.close();
     }
+    // Worker 0's port and worker 1's were let go: both can be bound again
+    assert.equal(await bindable(base), true, "worker 0's port");
+    assert.equal(await bindable(base + 2), true, "worker 1's ports");
   });
 });

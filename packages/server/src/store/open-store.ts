@@ -66,6 +66,11 @@ class ImmediateSqliteDriver extends SqliteDriver {
     }
   }
 
+  override async destroy(): Promise<void> {
+    await super.destroy();
+    await this.checkpointer?.close();
+  }
+
   private unlock(): void {
     if (!this.holding) return;
     this.holding = false;

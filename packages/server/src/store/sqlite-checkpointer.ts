@@ -49,6 +49,16 @@ export class SqliteCheckpointer {
     this.ask();
   }
 
+  /** Ends the worker (the store is closing); later commits no longer ask for checkpoints. */
+  async close(): Promise<void> {
+    this.disabledUntil = Number.MAX_SAFE_INTEGER;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    const worker = this.worker;
+    this.worker = null;
+    if (worker) await worker.terminate();
+  }
+
   private ask(): void {
     if (this.inFlight || Date.now() < this.disabledUntil) return;
     const worker = this.worker ?? this.start();

@@ -122,6 +122,7 @@ export class LeaseService {
   private readonly defaultRetryAfter: number;
   private readonly retentionMs: number;
   private readonly events: LeaseEvents | null;
+  private statsInFlight: Promise<CountryUtilisation[]> | null = null;
 
   constructor(
     private readonly leases: LeaseStore,
@@ -385,8 +386,19 @@ export class LeaseService {
     return this.leases.countLive(this.clock.now(), { routableNumber });
   }
 
-  /** Per pool country: numbers, live leases and utilisation (share of active numbers with a live lease). */
-  async stats(): Promise<CountryUtilisation[]> {
+  /**
+   * Per pool country: numbers, live leases and utilisation (share of active numbers with a live lease).
+   * Callers asking while a count runs share it: its cost grows with the live leases, and scrapers and
+   * operators asking at once should not multiply it.
+   */
+  stats(): Promise<CountryUtilisation[]> {
+    this.statsInFlight ??= this.countStats().finally(() => {
+      this.statsInFlight = null;
+    });
+    return this.statsInFlight;
+  }
+
+  private async countStats(): Promise<CountryUtilisation[]> {
     const countries = await this.leases.countryStats(this.clock.now());
     return countries.map((c) => ({ ...c, utilisation: c.activeNumbers === 0 ? 0 : c.busyNumbers / c.activeNumbers }));
   }

@@ -1,6 +1,7 @@
 import { readFile, readdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { sql, type ExpressionBuilder, type Kysely, type Transaction } from 'kysely';
+import { sql, type CompiledQuery, type ExpressionBuilder, type Kysely, type Transaction } from 'kysely';
+import type { SqliteReader } from './sqlite-reader.js';
 import { Statement } from './statement.js';
 import type { Database, VoiceCallsTable } from './schema.js';
 import type {
@@ -191,6 +192,7 @@ export class KyselyStore implements Store {
     protected readonly db: Db,
     readonly dialect: Dialect,
     private readonly root: Kysely<Database> | null,
+    private readonly reader: SqliteReader | null = null,
   ) {}
 
   /** The Kysely instance (or open transaction) this store runs on, for stores of further tables. */
@@ -199,7 +201,23 @@ export class KyselyStore implements Store {
   }
 
   async close(): Promise<void> {
+    await this.reader?.close();
     await this.root?.destroy();
+  }
+
+  /**
+   * Runs a read-only query off the event loop where it can (SQLite in a file, outside a transaction:
+   * see SqliteReader), else on this store's connection. For aggregates whose cost grows with the data.
+   */
+  async readRows<R>(query: CompiledQuery): Promise<R[]> {
+    if (this.reader?.available && !this.db.isTransaction) {
+      try {
+        return await this.reader.all<R>(query.sql, query.parameters);
+      } catch {
+        // The reader ended or failed: the query still has an answer on this connection.
+      }
+    }
+    return (await this.db.executeQuery<R>(query)).rows as R[];
   }
 
   async ping(): Promise<void> {

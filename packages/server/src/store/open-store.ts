@@ -5,6 +5,7 @@ import SQLite from 'better-sqlite3';
 import { CompiledQuery, Kysely, PostgresDialect, SqliteDialect, SqliteDriver, type DatabaseConnection } from 'kysely';
 import pg from 'pg';
 import { KyselyStore } from './kysely-store.js';
+import { SqliteReader } from './sqlite-reader.js';
 import { SqliteCheckpointer, WRITER_AUTOCHECKPOINT_PAGES } from './sqlite-checkpointer.js';
 import type { Database } from './schema.js';
 import { WriteLock } from './write-lock.js';
@@ -129,7 +130,7 @@ export function openSqlite(opts: SqliteOptions): KyselyStore {
   }
   const lock = opts.writeLock ? new WriteLock(opts.writeLock) : null;
   const db = new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: withStatementCache(database) }, checkpointer, lock) });
-  return new KyselyStore(db, 'sqlite', db);
+  return new KyselyStore(db, 'sqlite', db, opts.file === ':memory:' ? null : new SqliteReader(database.name));
 }
 
 /**

@@ -455,6 +455,31 @@ describeEachBackend('lease service', ({ store, backend }) => {
     assert.equal((await svc.stats()).find((s) => s.country === c)?.liveLeases, 0);
   });
 
+  test('stats count each country\'s live leases and busy numbers, leaving out consumed and expired leases', async () => {
+    const clock = new ManualClock(T0 + 200 * 24 * 3600_000);
+    const one = await pool(3);
+    const two = await pool(2);
+    const svc = service(clock);
+    const held = [];
+    for (const caller of ['+14155558101', '+14155558102', '+14155558103', '+14155558104']) held.push((await svc.reserve(input(one.c, caller))).lease);
+    const short = (await service(clock, { ttlSeconds: 30 }).reserve(input(one.c, '+14155558105'))).lease;
+    await svc.reserve(input(two.c, '+14155558106'));
+    const byCountry = async (c: string) => (await svc.stats()).find((s) => s.country === c);
+    assert.deepEqual(await byCountry(one.c), { country: one.c, numbers: 3, activeNumbers: 3, liveLeases: 5, busyNumbers: 3, utilisation: 1 });
+    assert.equal((await svc.resolve(held[0]!.routableNumber, held[0]!.fromNumber)).ok, true);
+    clock.advance(31_000);
+    assert.equal(short.expiresAt <= clock.now(), true);
+    const live = held.slice(1);
+    const busy = new Set(live.map((l) => l.routableNumber)).size;
+    assert.deepEqual(await byCountry(one.c), { country: one.c, numbers: 3, activeNumbers: 3, liveLeases: 3, busyNumbers: busy, utilisation: busy / 3 });
+    assert.deepEqual(await byCountry(two.c), { country: two.c, numbers: 2, activeNumbers: 2, liveLeases: 1, busyNumbers: 1, utilisation: 0.5 });
+    // Asked at once, the count runs once and both callers get its answer.
+    const [a, b] = await Promise.all([svc.stats(), svc.stats()]);
+    assert.equal(a, b);
+    clock.advance(180_000);
+    assert.equal((await byCountry(one.c))?.liveLeases, 0);
+  });
+
   test('a number drained behind the allocation\'s back is not leased again', async () => {
     const clock = new ManualClock(T0);
     const { c, numbers } = await pool(2);

@@ -1,0 +1,54 @@
+/**
+ * The thread behind SqliteReader (sqlite-reader.ts): a read-only connection to the database file that
+ * runs the queries the main thread sends it and posts their rows back. It ends after a while without
+ * queries; the main thread starts a new one when needed.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import SQLite from 'better-sqlite3';
+
+const IDLE_EXIT_MS = 60_000;
+
+export interface ReadRequest {
+  id: number;
+  sql: string;
+  parameters: readonly unknown[];
+}
+export type ReadReply = { id: number; rows: unknown[] } | { id: number; error: string };
+
+const { file } = workerData as { file: string };
+const db = new SQLite(file, { readonly: true, fileMustExist: true });
+db.pragma('busy_timeout = 5000');
+const statements = new Map<string, SQLite.Statement>();
+let idle: NodeJS.Timeout | undefined;
+
+function stop(): void {
+  try {
+    db.close();
+  } catch {
+    // The file may be gone already (a test's temporary directory): nothing left to do.
+  }
+  process.exit(0);
+}
+
+function armIdle(): void {
+  if (idle) clearTimeout(idle);
+  idle = setTimeout(stop, IDLE_EXIT_MS);
+}
+
+parentPort!.on('message', (message: ReadRequest | 'stop') => {
+  if (message === 'stop') return stop();
+  let reply: ReadReply;
+  try {
+    let stmt = statements.get(message.sql);
+    if (stmt === undefined) {
+      stmt = db.prepare(message.sql);
+      if (statements.size < 64) statements.set(message.sql, stmt);
+    }
+    reply = { id: message.id, rows: stmt.all(...message.parameters) };
+  } catch (err) {
+    reply = { id: message.id, error: err instanceof Error ? err.message : String(err) };
+  }
+  parentPort!.postMessage(reply);
+  armIdle();
+});
+armIdle();

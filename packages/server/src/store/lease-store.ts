@@ -775,12 +775,13 @@ export class KyselyLeaseStore implements LeaseStore {
   }
 
   async countLive(now: number, of: { orgId?: string; routableNumber?: string } = {}): Promise<number> {
+    // A number's leases are one short index range; an org's or all of them are counted off the event loop (readRows)
     const [r] =
       of.routableNumber !== undefined
         ? await this.rows<{ n: unknown }>(SQL.countLiveOnNumber, { now, number: of.routableNumber })
-        : of.orgId !== undefined
-          ? await this.rows<{ n: unknown }>(SQL.countLiveOfOrg, { now, org: of.orgId })
-          : await this.rows<{ n: unknown }>(SQL.countLive, { now });
+        : await this.kyselyStore.readRows<{ n: unknown }>(
+            of.orgId !== undefined ? SQL.countLiveOfOrg.compile(this.dialect, { now, org: of.orgId }) : SQL.countLive.compile(this.dialect, { now }),
+          );
     return num(r?.n);
   }
 

@@ -35,8 +35,7 @@ function armIdle(): void {
   idle = setTimeout(stop, IDLE_EXIT_MS);
 }
 
-parentPort!.on('message', (message: ReadRequest | 'stop') => {
-  if (message === 'stop') return stop();
+parentPort!.on('message', (message: ReadRequest) => {
   let reply: ReadReply;
   try {
     let stmt = statements.get(message.sql);

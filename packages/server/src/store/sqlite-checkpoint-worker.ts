@@ -6,35 +6,20 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import SQLite from 'better-sqlite3';
+import { exitWhenIdle } from './idle-exit.js';
 
 const IDLE_EXIT_MS = 10_000;
 
 const { file } = workerData as { file: string };
 const db = new SQLite(file, { fileMustExist: true });
-let idle: NodeJS.Timeout | undefined;
+const touch = exitWhenIdle(db, IDLE_EXIT_MS);
 
-function stop(): void {
-  try {
-    db.close();
-  } catch {
-    // The file may be gone already (a test's temporary directory): nothing left to do.
-  }
-  process.exit(0);
-}
-
-function armIdle(): void {
-  if (idle) clearTimeout(idle);
-  idle = setTimeout(stop, IDLE_EXIT_MS);
-}
-
-parentPort!.on('message', (message: unknown) => {
-  if (message === 'stop') return stop();
+parentPort!.on('message', () => {
   try {
     db.pragma('wal_checkpoint(PASSIVE)');
   } catch {
     // A checkpoint is an optimisation: the writer's own auto-checkpoint still bounds the WAL.
   }
   parentPort!.postMessage('done');
-  armIdle();
+  touch();
 });
-armIdle();

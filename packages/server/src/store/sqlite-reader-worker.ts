@@ -5,6 +5,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import SQLite from 'better-sqlite3';
+import { exitWhenIdle } from './idle-exit.js';
 
 const IDLE_EXIT_MS = 60_000;
 
@@ -19,21 +20,7 @@ const { file } = workerData as { file: string };
 const db = new SQLite(file, { readonly: true, fileMustExist: true });
 db.pragma('busy_timeout = 5000');
 const statements = new Map<string, SQLite.Statement>();
-let idle: NodeJS.Timeout | undefined;
-
-function stop(): void {
-  try {
-    db.close();
-  } catch {
-    // The file may be gone already (a test's temporary directory): nothing left to do.
-  }
-  process.exit(0);
-}
-
-function armIdle(): void {
-  if (idle) clearTimeout(idle);
-  idle = setTimeout(stop, IDLE_EXIT_MS);
-}
+const touch = exitWhenIdle(db, IDLE_EXIT_MS);
 
 parentPort!.on('message', (message: ReadRequest) => {
   let reply: ReadReply;
@@ -48,6 +35,5 @@ parentPort!.on('message', (message: ReadRequest) => {
     reply = { id: message.id, error: err instanceof Error ? err.message : String(err) };
   }
   parentPort!.postMessage(reply);
-  armIdle();
+  touch();
 });
-armIdle();

@@ -16,6 +16,7 @@ import type { CallControl } from '../services/escalation.js';
 import type { Services } from '../services/index.js';
 import { voiceCallView } from '../services/voice-calls.js';
 import { GroupCommit } from '../store/group-commit.js';
+import type { PartnerCall } from '../store/store.js';
 import type { Agent, Channel, VoiceCall, VoiceCallPatch } from '../store/types.js';
 import { splitList } from './headers.js';
 import type { SipRequest } from './message.js';
@@ -133,7 +134,7 @@ interface Resolved {
   orgId: string;
   channel: Channel;
   caller: string | null;
-  partner: VoiceCall | null;
+  partner: PartnerCall | null;
   transactionId: string | null;
   leaseUid?: string;
   provider?: string | null;
@@ -418,7 +419,7 @@ export class SipHandoff implements CallControl {
       throw refuse(403, 'source address not allowed for this trunk');
     }
     this.resolution('sip-number', 'consumed');
-    const partner = lease.callId ? await this.services.store.getVoiceCall(lease.orgId, lease.callId) : null;
+    const partner = lease.callId ? await this.services.store.getPartnerCall(lease.orgId, lease.callId) : null;
     return {
       path: 'number',
       orgId: lease.orgId,
@@ -480,7 +481,7 @@ export class SipHandoff implements CallControl {
     const org = await this.services.refs.org(orgId);
     if (!org || org.domain !== domain) fail('domain_mismatch', refuse(403, 'scrt2Domain is not the org\'s domain'));
     if (channel.orgId !== orgId) fail('channel_not_found', refuse(404, 'no such channel in this org'));
-    const partner = ctx.callId === null ? null : await this.services.store.getVoiceCall(orgId, ctx.callId);
+    const partner = ctx.callId === null ? null : await this.services.store.getPartnerCall(orgId, ctx.callId);
     if (ctx.callId !== null && !partner) fail('call_not_found', refuse(404, 'callId: no such VoiceCall in this org'));
     this.resolution('sip-uui', 'resolved');
     const req = tx.request;

@@ -21,6 +21,7 @@ export type ChannelInput = Omit<Channel, 'createdAt' | 'updatedAt'>;
 export type FlowInput = Omit<Flow, 'updatedAt'>;
 export type AgentInput = Omit<Agent, 'createdAt' | 'updatedAt'>;
 export type VoiceCallInput = Omit<VoiceCall, 'createdAt' | 'updatedAt'>;
+export type PartnerCall = Pick<VoiceCall, 'id' | 'callAttributes' | 'telephonyProviderName'>;
 
 /**
  * The one storage interface the services depend on. Upserts are no-ops when nothing differs (so
@@ -80,6 +81,8 @@ export interface Store {
   /** Inserts a VoiceCall; when the org already has one with the same vendorCallKey, returns that instead. */
   insertVoiceCall(call: VoiceCallInput, now: number): Promise<{ created: boolean; call: VoiceCall }>;
   getVoiceCall(orgId: string, id: string): Promise<VoiceCall | null>;
+  /** What a hand-off copies from the partner's VoiceCall (read on every transferred call: three columns, not the record). */
+  getPartnerCall(orgId: string, id: string): Promise<PartnerCall | null>;
   /** By ID alone, for callers that are not an org (agent runtimes); IDs are unique across orgs. */
   getVoiceCallAnyOrg(id: string): Promise<VoiceCall | null>;
   getVoiceCallByVendorKey(orgId: string, vendorCallKey: string): Promise<VoiceCall | null>;

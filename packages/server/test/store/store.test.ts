@@ -157,6 +157,15 @@ describeEachBackend('store', ({ store, backend }) => {
     assert.equal(await store().getVoiceCall(OTHER, '0LQxx0000001AAA'), null, 'another org never sees it');
     // IDs are case-sensitive: a case-changed id is another record.
     assert.equal(await store().getVoiceCall(ORG, '0LQXX0000001AAA'), null);
+    // What a hand-off copies from it: the same values, under the same rules
+    assert.deepEqual(await store().getPartnerCall(ORG, '0LQxx0000001AAA'), {
+      id: '0LQxx0000001AAA',
+      callAttributes: got?.callAttributes,
+      telephonyProviderName: got?.telephonyProviderName,
+    });
+    assert.equal(await store().getPartnerCall(OTHER, '0LQxx0000001AAA'), null, 'another org never sees it');
+    assert.equal(await store().getPartnerCall(ORG, '0LQXX0000001AAA'), null);
+    assert.equal(await store().getPartnerCall(ORG, '0LQxx0000009ZZZ'), null);
   });
 
   test('voice calls: a repeated vendorCallKey returns the existing record, also under a race', async () => {

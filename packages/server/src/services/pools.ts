@@ -34,11 +34,15 @@ export class PoolAdmin {
   ) {}
 
   async list(): Promise<PoolView[]> {
-    const [pools, stats] = await Promise.all([this.store.listPools(), this.leases.stats()]);
-    return pools.map((p) => {
-      const s = stats.find((x) => x.country === p.country);
-      return { ...p, liveLeases: s?.liveLeases ?? 0, busyNumbers: s?.busyNumbers ?? 0, utilisation: s?.utilisation ?? 0 };
-    });
+    return (await this.leases.stats()).map((s) => ({
+      country: s.country,
+      numbers: s.numbers,
+      active: s.activeNumbers,
+      draining: s.numbers - s.activeNumbers,
+      liveLeases: s.liveLeases,
+      busyNumbers: s.busyNumbers,
+      utilisation: s.utilisation,
+    }));
   }
 
   /**

@@ -517,7 +517,8 @@ export class KyselyStore implements Store {
   }
 
   async listPools(): Promise<PoolSummary[]> {
-    const rows = await this.db
+    // It counts every number of every pool: off the event loop where it can be (readRows)
+    const query = this.db
       .selectFrom('pools')
       .leftJoin('pool_numbers', 'pool_numbers.country', 'pools.country')
       .select((eb) => [
@@ -527,7 +528,8 @@ export class KyselyStore implements Store {
       ])
       .groupBy('pools.country')
       .orderBy('pools.country')
-      .execute();
+      .compile();
+    const rows = await this.readRows<{ country: string; numbers: unknown; active: unknown }>(query);
     return rows.map((r) => {
       const numbers = Number(r.numbers);
       const active = Number(r.active ?? 0);

@@ -399,10 +399,6 @@ const SQL = {
   countLive: new Statement(`SELECT count(*) AS n FROM leases WHERE ${LIVE}`),
   countLiveOfOrg: new Statement(`SELECT count(*) AS n FROM leases WHERE org_id = :org AND ${LIVE}`),
   countLiveOnNumber: new Statement(`SELECT count(*) AS n FROM leases WHERE routable_number = :number AND ${LIVE}`),
-  poolSizes: new Statement(`
-    SELECT p.country, count(n.number) AS numbers, coalesce(sum(CASE WHEN n.state = 'active' THEN 1 ELSE 0 END), 0) AS active
-    FROM pools p LEFT JOIN pool_numbers n ON n.country = p.country
-    GROUP BY p.country ORDER BY p.country`),
   // Counted per number first, from leases_number_live alone (it covers these columns): scanning by
   // expiry read each live lease's row and sorted them twice (measured 115 ms against 16 ms for
   // 175,000 live leases on 1,000 numbers).
@@ -786,13 +782,13 @@ export class KyselyLeaseStore implements LeaseStore {
   }
 
   async countryStats(now: number): Promise<CountryLeaseStats[]> {
-    const sizes = await this.kyselyStore.readRows<{ country: string; numbers: unknown; active: unknown }>(SQL.poolSizes.compile(this.dialect, {}));
+    const sizes = await this.kyselyStore.listPools();
     const live = await this.kyselyStore.readRows<{ country: string; live: unknown; busy: unknown }>(SQL.liveByCountry.compile(this.dialect, { now }));
     const byCountry = new Map(live.map((r) => [r.country, r]));
     return sizes.map((s) => ({
       country: s.country,
-      numbers: num(s.numbers),
-      activeNumbers: num(s.active),
+      numbers: s.numbers,
+      activeNumbers: s.active,
       liveLeases: num(byCountry.get(s.country)?.live),
       busyNumbers: num(byCountry.get(s.country)?.busy),
     }));

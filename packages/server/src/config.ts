@@ -85,6 +85,8 @@ export interface SipSettings {
   timerCSeconds: number;
   /** ...or while the event loop is busy this share of the time (%, for a second (four 250 ms periods) in a row; 0: not checked). */
   maxLoad: number;
+  /** Hand-offs each SIP thread runs against itself on loopback before it takes traffic (0: none; see sip/warm-up.ts). */
+  warmUpCalls: number;
   /** SIP threads (1: the main thread runs the SIP side; more: worker threads behind a UDP front, see sip/workers.ts). */
   workers: number;
   /** First of the SIP workers' own ports: worker k listens on workerPort + 2k (UDP, TCP) and + 2k + 1 (TLS); 0: free ports. */
@@ -131,6 +133,7 @@ export function loadSipSettings(env: NodeJS.ProcessEnv, sipPort: number): SipSet
     timerCSeconds: intSetting(env, 'HANDOFF_SIP_TIMER_C_SECONDS', 181, 1, 3_600),
     maxPendingInvites: intSetting(env, 'HANDOFF_SIP_MAX_PENDING', 500, 0, 1_000_000),
     maxLoad: intSetting(env, 'HANDOFF_SIP_MAX_LOAD', 100, 0, 100),
+    warmUpCalls: intSetting(env, 'HANDOFF_SIP_WARMUP_CALLS', 0, 0, 100_000),
     workers: intSetting(env, 'HANDOFF_SIP_WORKERS', 1, 1, 64),
     workerPort: port('HANDOFF_SIP_WORKER_PORT', env.HANDOFF_SIP_WORKER_PORT, sipPort === 0 ? 0 : sipPort + 100),
     demoAgent: {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { pino, type Logger } from 'pino';
+import { pino, type DestinationStream, type Logger } from 'pino';
 import { loadProvisioningFile, type Provisioning, type Settings } from './config.js';
 import { AddressList } from './domain/address-list.js';
 import { systemClock, type Clock } from './domain/clock.js';
@@ -12,7 +12,8 @@ import { createServices, type Services } from './services/index.js';
 import { applyProvisioning } from './services/provisioning.js';
 import { demoInfo, demoProvisioning, ensureDemoKeys, writeDemoInfo, type DemoInfo } from './services/demo.js';
 import { DemoAgent } from './sip/demo-agent.js';
-import { SipHandoff } from './sip/handoff.js';
+import { handoffSettings, SipHandoff } from './sip/handoff.js';
+import { warmUpThread } from './sip/warm-up.js';
 import { SipWorkerPool } from './sip/workers.js';
 import { openStore } from './store/open-store.js';
 import type { Store } from './store/store.js';
@@ -49,8 +50,9 @@ const CLOSE_GRACE_MS = 5000;
 /** Secrets never reach the logs, whatever logs them. */
 const REDACT = ['req.headers.authorization', 'headers.authorization', 'authorization', 'token', 'privateKey', 'privateKeyPem', 'secret'];
 
-export function createLogger(level: string): Logger {
-  return pino({ level, redact: { paths: REDACT, censor: '[redacted]' }, base: { service: 'handoff' } });
+/** The service's logger (stdout unless `destination` is given). */
+export function createLogger(level: string, destination?: DestinationStream): Logger {
+  return pino({ level, redact: { paths: REDACT, censor: '[redacted]' }, base: { service: 'handoff' } }, destination);
 }
 
 /**
@@ -102,13 +104,15 @@ export async function startServer(settings: Settings, opts: { clock?: Clock; log
     const httpUrl = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
 
     const trunks = trunkAllowLists(provisioning);
+    // SIP workers warm up on their own threads
+    if (settings.sip.workers === 1) await warmUpThread(settings, logger);
     sip =
       settings.sip.workers > 1
         ? new SipWorkerPool({ settings, logger, metrics: services.metrics, trunks, writeLock: writeLock! })
         : new SipHandoff({
             services,
             logger,
-            settings: { host: settings.sipHost, port: settings.sipPort, ...settings.sip },
+            settings: handoffSettings(settings.sipHost, settings.sipPort, settings.sip),
             trunks: new Map(trunks.map(([org, list]) => [org, AddressList.parse(list)])),
           });
     await sip.start();

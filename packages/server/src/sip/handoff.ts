@@ -52,6 +52,11 @@ export interface SipHandoffSettings {
   maxLoad?: number;
 }
 
+/** The hand-off settings of a SIP thread. One function builds them everywhere (see warm-up.ts). */
+export function handoffSettings(host: string, port: number, sip: Omit<SipHandoffSettings, 'host' | 'port'>): SipHandoffSettings {
+  return { host, port, ...sip };
+}
+
 export interface SipHandoffOptions {
   services: Services;
   logger: Logger;

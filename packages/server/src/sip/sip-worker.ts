@@ -12,8 +12,9 @@ import { createLogger, rejectionHandler } from '../server.js';
 import { createServices } from '../services/index.js';
 import { openStore } from '../store/open-store.js';
 import { SharedAgentSlots } from './agent-slots.js';
-import { SipHandoff } from './handoff.js';
-import { DatagramQueue, workerPorts, type FromWorker, type SipWorkerData, type ToWorker } from './workers.js';
+import { handoffSettings, SipHandoff } from './handoff.js';
+import { warmUpThread } from './warm-up.js';
+import { DatagramQueue, frontOption, workerPorts, type FromWorker, type SipWorkerData, type ToWorker } from './workers.js';
 
 const port = parentPort!;
 const data = workerData as SipWorkerData;
@@ -42,6 +43,7 @@ async function main(): Promise<void> {
     },
   });
 
+  await warmUpThread(settings, logger, index);
   const host = settings.sipHost;
   const own = workerPorts(settings.sip.workerPort, index);
   const tls = settings.sip.tls;
@@ -49,7 +51,7 @@ async function main(): Promise<void> {
   const sip = new SipHandoff({
     services,
     logger,
-    settings: { host, port: settings.sipPort, ...settings.sip },
+    settings: handoffSettings(host, settings.sipPort, settings.sip),
     trunks: new Map(data.trunks.map(([org, list]) => [org, AddressList.parse(list)])),
     agentSlots: new SharedAgentSlots(data.slots),
     listen: {
@@ -57,11 +59,7 @@ async function main(): Promise<void> {
       // Worker 0 serves the public stream ports; the others listen on their own for in-dialog requests
       tcp: { host, port: index === 0 ? settings.sipPort : own.udp },
       ...(tls ? { tls: { host, port: index === 0 ? tls.port : own.tls, cert: tls.cert, key: tls.key } } : {}),
-      front: {
-        ...data.front,
-        // A copy of its own: `bytes` stays with the transaction for retransmissions
-        send: (bytes, toPort, toHost) => toFront.push(new Uint8Array(bytes), toHost, toPort),
-      },
+      front: frontOption(data.front.address, data.front.port, toFront),
     },
   });
   try {

@@ -25,7 +25,7 @@ import { SharedAgentSlots } from './agent-slots.js';
 import { SipCounters } from './counters.js';
 import { ingressRateLimit, RateLimiter } from './rate-limit.js';
 import { realTimers } from './timers.js';
-import { isResponseStart, lookupLiteral } from './transport.js';
+import { isResponseStart, lookupLiteral, type SipTransportOptions } from './transport.js';
 
 /** What a worker thread is started with (structured-cloned). */
 export interface SipWorkerData {
@@ -64,6 +64,15 @@ export type FromWorker =
   | { t: 'closed' };
 
 type Addresses = Partial<Record<'udp' | 'tcp' | 'tls', { address: string; port: number }>>;
+
+/**
+ * A SIP worker's front (SipTransport's `front` option): datagrams to send from it go to `queue` as
+ * copies, since the original stays with its transaction for retransmissions. One function builds it
+ * for the worker and for its warm-up, so both have objects of the same shape and call the same code.
+ */
+export function frontOption(address: string, port: number, queue: DatagramQueue): NonNullable<SipTransportOptions['front']> {
+  return { address, port, send: (bytes, toPort, toHost) => queue.push(new Uint8Array(bytes), toHost, toPort) };
+}
 
 /**
  * Datagrams gathered during one turn of the event loop and posted as one message when it ends (a

@@ -52,6 +52,10 @@ describe('settings from the environment', () => {
     );
     for (const bad of ['0', '65', 'two', '1.5', '-2']) assert.throws(() => loadSettings({ HANDOFF_SIP_WORKERS: bad }), /HANDOFF_SIP_WORKERS/);
     for (const bad of ['70000', 'x', '-1']) assert.throws(() => loadSettings({ HANDOFF_SIP_WORKER_PORT: bad }), /HANDOFF_SIP_WORKER_PORT/);
+    // the SIP warm-up: off unless asked for, at most 100,000 calls per SIP thread
+    assert.equal(loadSettings({}).sip.warmUpCalls, 0);
+    assert.equal(loadSettings({ HANDOFF_SIP_WARMUP_CALLS: '4000' }).sip.warmUpCalls, 4000);
+    for (const bad of ['-1', '100001', 'many', '2.5']) assert.throws(() => loadSettings({ HANDOFF_SIP_WARMUP_CALLS: bad }), /HANDOFF_SIP_WARMUP_CALLS/);
   });
 });
 

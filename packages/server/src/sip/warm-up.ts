@@ -213,7 +213,11 @@ export async function warmUp(opts: WarmUpOptions): Promise<WarmUpReport> {
     error = err instanceof Error ? err.message : String(err);
   } finally {
     await ua?.close().catch(() => {});
-    frontSocket?.close();
+    try {
+      frontSocket?.close();
+    } catch {
+      // never bound: nothing to close
+    }
     await handoff?.close().catch(() => {});
     await agent?.close().catch(() => {});
     await store?.close().catch(() => {});

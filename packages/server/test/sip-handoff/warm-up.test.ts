@@ -13,7 +13,9 @@ import { loadSettings } from '../../src/config.js';
 import { UserAgent } from '../../src/sip/user-agent.js';
 import { warmUp, warmUpThread } from '../../src/sip/warm-up.js';
 import type { KyselyStore } from '../../src/store/kysely-store.js';
+import { startServer } from '../../src/server.js';
 import { CH, DOMAIN_A, ORG_A, startFixture, type Fixture } from './fixture.js';
+import { freePort } from './sipp.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'handoff-warm-up-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -94,6 +96,33 @@ describe('warmUp', () => {
     const report = await warmUp({ calls: 0, settings });
     assert.deepEqual([report.calls, report.completed], [0, 0]);
   });
+});
+
+test('/readyz answers 503 while the SIP side warms up, 200 once it has', { timeout: 60_000 }, async () => {
+  const port = await freePort('tcp');
+  const settings = loadSettings({
+    HANDOFF_DATA_DIR: mkdtempSync(path.join(dir, 'ready-')),
+    HANDOFF_HTTP_PORT: String(port),
+    HANDOFF_SIP_PORT: '0',
+    HANDOFF_LOG_LEVEL: 'silent',
+    HANDOFF_SIP_WARMUP_CALLS: '400',
+  });
+  const starting = startServer(settings);
+  const first = new Map<number, number>();
+  const until = Date.now() + 50_000;
+  while (!first.has(200) && Date.now() < until) {
+    const status = await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.status, () => 0);
+    if (!first.has(status)) first.set(status, performance.now());
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  const server = await starting;
+  try {
+    assert.ok(first.has(503) && first.has(200), `503 while warming up, then 200 (seen: ${[...first.keys()]})`);
+    // 400 calls take well over 150 ms; the rest of the start after HTTP listens, a few ms
+    assert.ok(first.get(200)! - first.get(503)! > 150, `not ready for ${Math.round(first.get(200)! - first.get(503)!)} ms`);
+  } finally {
+    await server.close();
+  }
 });
 
 for (const workers of ['1', '2']) {

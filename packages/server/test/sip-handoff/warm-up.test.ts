@@ -14,7 +14,7 @@ import { UserAgent } from '../../src/sip/user-agent.js';
 import { warmUp, warmUpThread } from '../../src/sip/warm-up.js';
 import type { KyselyStore } from '../../src/store/kysely-store.js';
 import { startServer } from '../../src/server.js';
-import { CH, DOMAIN_A, ORG_A, startFixture, type Fixture } from './fixture.js';
+import { CH, DOMAIN_A, ORG_A, selfSignedCert, startFixture, type Fixture } from './fixture.js';
 import { freePort } from './sipp.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'handoff-warm-up-'));
@@ -51,6 +51,17 @@ describe('warmUp', () => {
     const settings = loadSettings({ HANDOFF_DATA_DIR: dir, HANDOFF_SIP_PORT: '0', HANDOFF_SIP_MODE: 'redirect' });
     const report = await warmUp({ calls: 10, settings, workerThread: 0 });
     assert.deepEqual([report.calls, report.completed], [10, 10]);
+  });
+
+  test('with TLS configured, on the main thread and as a worker thread: it listens as the thread does and completes', { timeout: 60_000 }, async () => {
+    const tls = selfSignedCert(dir);
+    const settings = loadSettings({ HANDOFF_DATA_DIR: dir, HANDOFF_SIP_PORT: '0', HANDOFF_SIP_TLS_PORT: '0', HANDOFF_SIP_TLS_CERT: tls.cert, HANDOFF_SIP_TLS_KEY: tls.key });
+    const before = openHandles();
+    for (const workerThread of [undefined, 0]) {
+      const report = await warmUp({ calls: 10, settings, ...(workerThread === undefined ? {} : { workerThread }) });
+      assert.deepEqual([report.calls, report.completed, report.error], [10, 10, undefined]);
+    }
+    assert.deepEqual(openHandles(), before);
   });
 
   test('calls that keep failing end it early, and it says so', { timeout: 60_000 }, async () => {

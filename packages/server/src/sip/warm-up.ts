@@ -230,7 +230,7 @@ export async function warmUp(opts: WarmUpOptions): Promise<WarmUpReport> {
 export async function warmUpThread(settings: Settings, logger: Logger, workerThread?: number): Promise<void> {
   if (settings.sip.warmUpCalls <= 0) return;
   const report = await warmUp({ calls: settings.sip.warmUpCalls, settings, ...(workerThread !== undefined ? { workerThread } : {}) });
-  if (report.error !== undefined || report.completed < report.calls || report.calls < settings.sip.warmUpCalls) {
+  if (report.error !== undefined || report.completed < settings.sip.warmUpCalls) {
     logger.warn(report, 'SIP warm-up incomplete: this SIP thread starts (partly) cold');
   } else {
     logger.info(report, 'SIP warm-up done');
